@@ -1,0 +1,36 @@
+# Two commands: `make run` (the main job) and `make test` (everything CI checks).
+# Both create .venv when it is missing. torch==2.13.0 goes in first: it is the CPU build on
+# these machines' disk; any other spec would pull a multi-GB CUDA build.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint bench bench-full clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m calf --episodes 8 --max-steps 300
+
+lint: $(STAMP)
+	$(BIN)/ruff check calf visuals perf tests
+	$(BIN)/ruff format --check calf visuals perf tests
+	$(BIN)/mypy calf
+
+test: lint
+	$(BIN)/python -m pytest tests perf --quick
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest perf --quick --benchmark-only
+
+bench-full: $(STAMP)
+	$(BIN)/python -m pytest perf --benchmark-only
+
+clean:
+	rm -rf $(VENV) .benchmarks .hypothesis .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,464 @@
+"""CALF: Critic As Lyapunov Function, a safe actor-critic controller on top of TD3.
+
+The rule for one agent, one step:
+
+    a = actor(s) (+ exploration noise, clipped);  q = Q1(s, a)
+    certified  <=>  no certificate yet, or  q - q_dag >= nu_bar  and
+                    kappa_low * |s|^2 <= -q <= kappa_up * |s|^2
+    certified   -> use a, and (s_dag, a_dag, q_dag) = (s, a, q)   (q stored, never recomputed)
+    otherwise   -> draw u ~ U[0, 1): u >= P_relax -> fallback (nominal policy), else relax (use a)
+    then P_relax *= lambda_relax
+
+``select_action`` runs it for the training agent, as the plain single-agent reference.
+``select_action_batch`` runs it for N *batch agents* at once: each row is an independent CALF
+agent (own certificate, own P_relax, own counters) sharing the networks, with exactly one actor and
+one critic forward per call and no Python loop over agents.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import ArrayLike, NDArray
+
+from calf.checkpoint import CheckpointError, read_checkpoint, require, write_checkpoint
+from calf.replay import ReplayBuffer
+from calf.td3 import TD3
+from calf.validation import as_state, as_state_batch
+
+MODES: tuple[str, str, str] = ("td3", "relax", "fallback")
+MODE_TD3, MODE_RELAX, MODE_FALLBACK = 0, 1, 2
+_MODE_NAMES = np.array(MODES, dtype=object)
+
+NominalPolicy = Callable[[NDArray[np.float64]], ArrayLike]
+
+
+def mode_names(codes: NDArray[np.integer]) -> list[str]:
+    """Mode codes (0, 1, 2) -> ['td3' | 'relax' | 'fallback', ...]."""
+    return _MODE_NAMES[np.asarray(codes, dtype=np.intp)].tolist()
+
+
+@dataclass
+class BatchAgents:
+    """CALF state of the batch agents, one row per agent."""
+
+    state_dim: int
+    action_dim: int
+    s_cert: NDArray[np.float64] = field(init=False)
+    a_cert: NDArray[np.float64] = field(init=False)
+    q_cert: NDArray[np.float64] = field(init=False)
+    has_cert: NDArray[np.bool_] = field(init=False)
+    p_relax: NDArray[np.float64] = field(init=False)
+    last_q: NDArray[np.float64] = field(init=False)
+    total_steps: NDArray[np.int64] = field(init=False)
+    certified_steps: NDArray[np.int64] = field(init=False)
+    relax_events: NDArray[np.int64] = field(init=False)
+    nominal_interventions: NDArray[np.int64] = field(init=False)
+
+    _ROW_FIELDS = (
+        "s_cert",
+        "a_cert",
+        "q_cert",
+        "has_cert",
+        "p_relax",
+        "last_q",
+        "total_steps",
+        "certified_steps",
+        "relax_events",
+        "nominal_interventions",
+    )
+
+    def __post_init__(self) -> None:
+        self.s_cert = np.zeros((0, self.state_dim))
+        self.a_cert = np.zeros((0, self.action_dim), dtype=np.float64)
+        self.q_cert = np.zeros(0)
+        self.has_cert = np.zeros(0, dtype=bool)
+        self.p_relax = np.zeros(0)
+        self.last_q = np.zeros(0)
+        for name in ("total_steps", "certified_steps", "relax_events", "nominal_interventions"):
+            setattr(self, name, np.zeros(0, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.p_relax)
+
+    def add(self, n: int, p_relax: float) -> None:
+        """Append ``n`` fresh agents: no certificate, P_relax at its initial value."""
+        for name in self._ROW_FIELDS:
+            old = getattr(self, name)
+            new = np.zeros((n, *old.shape[1:]), dtype=old.dtype)
+            setattr(self, name, np.concatenate([old, new]))
+        self.p_relax[-n:] = p_relax
+        self.last_q[-n:] = np.nan
+
+    def keep(self, mask: NDArray[np.bool_]) -> None:
+        for name in self._ROW_FIELDS:
+            setattr(self, name, getattr(self, name)[mask])
+
+    def reset_certificates(self, rows: NDArray[np.intp]) -> None:
+        self.has_cert[rows] = False
+        self.s_cert[rows] = 0.0
+        self.a_cert[rows] = 0.0
+        self.q_cert[rows] = 0.0
+
+
+class CALFController:
+    """A TD3 agent whose actions are certified by its critic, with a safe nominal fallback."""
+
+    def __init__(
+        self,
+        state_dim: int,
+        action_dim: int,
+        max_action: float,
+        nominal_policy: NominalPolicy,
+        nu_bar: float = 0.01,
+        kappa_low_coef: float = 0.01,
+        kappa_up_coef: float = 1000.0,
+        lambda_relax: float = 0.99995,
+        relax_prob_init: float | None = None,
+        hidden_dim: int = 64,
+        lr: float = 3e-4,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+        dtype: torch.dtype = torch.float32,
+        noise_rng: np.random.Generator | None = None,
+        relax_rng: np.random.Generator | None = None,
+        batch_noise_rng: np.random.Generator | None = None,
+        batch_relax_rng: np.random.Generator | None = None,
+        **td3_kwargs: Any,
+    ) -> None:
+        self.state_dim = int(state_dim)
+        self.action_dim = int(action_dim)
+        self.max_action = float(max_action)
+        self.nominal_policy = nominal_policy
+        self.nu_bar = float(nu_bar)
+        self.kappa_low_coef = float(kappa_low_coef)
+        self.kappa_up_coef = float(kappa_up_coef)
+        self.lambda_relax = float(lambda_relax)
+        self.relax_prob_init = float(lambda_relax if relax_prob_init is None else relax_prob_init)
+        self.device = torch.device(device)
+
+        # Four independent streams, so batch calls never shift the training agent's draws.
+        streams = np.random.SeedSequence(seed).spawn(4)
+        self.noise_rng = noise_rng or np.random.default_rng(streams[0])
+        self.relax_rng = relax_rng or np.random.default_rng(streams[1])
+        self.batch_noise_rng = batch_noise_rng or np.random.default_rng(streams[2])
+        self.batch_relax_rng = batch_relax_rng or np.random.default_rng(streams[3])
+
+        self.td3 = TD3(
+            state_dim,
+            action_dim,
+            max_action,
+            hidden_dim=hidden_dim,
+            lr=lr,
+            device=device,
+            seed=seed,
+            rng=self.noise_rng,
+            dtype=dtype,
+            **td3_kwargs,
+        )
+        self._nominal_takes_batch = bool(getattr(nominal_policy, "accepts_batch", False))
+
+        # The training agent (single-agent path).
+        self.s_cert: NDArray[np.float64] | None = None
+        self.a_cert: NDArray[np.float64] | None = None
+        self.q_cert: float | None = None
+        self.P_relax = self.relax_prob_init
+        self.total_steps = 0
+        self.certified_steps = 0
+        self.relax_events = 0
+        self.nominal_interventions = 0
+        self.last_q: float | None = None  # Q(s, a) of the last select_action, for the panel
+        self.last_mode: str | None = None
+
+        # The batch agents (select_action_batch).
+        self.batch = BatchAgents(self.state_dim, self.action_dim)
+
+    # ------------------------------------------------------------ shared pieces
+    def _nominal(self, state: NDArray[np.float64]) -> NDArray[np.float64]:
+        a = np.asarray(self.nominal_policy(state), dtype=np.float64).reshape(self.action_dim)
+        return np.clip(a, -self.max_action, self.max_action)
+
+    def _nominal_rows(self, states: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Nominal actions for some rows: one call if the policy takes batches, else row by row."""
+        k = len(states)
+        if self._nominal_takes_batch:
+            raw = np.asarray(self.nominal_policy(states), dtype=np.float64)
+            if raw.size != k * self.action_dim:
+                raise ValueError(
+                    f"nominal policy returned shape {raw.shape} for {k} states; "
+                    f"expected ({k}, {self.action_dim})"
+                )
+            a = raw.reshape(k, self.action_dim)
+            return np.clip(a, -self.max_action, self.max_action)
+        return np.stack([self._nominal(s) for s in states])
+
+    def _q1(self, state: NDArray[np.float64], action: ArrayLike) -> float:
+        s_t = torch.as_tensor(state, dtype=self.td3.dtype, device=self.device).reshape(1, -1)
+        a_t = torch.as_tensor(np.asarray(action), dtype=self.td3.dtype, device=self.device)
+        with torch.no_grad():
+            q1, _ = self.td3.critic(s_t, a_t.reshape(1, -1))
+        return float(q1.item())
+
+    # ------------------------------------------------------- the training agent
+    def check_lyapunov_certificate(
+        self, state: ArrayLike, action: ArrayLike, q_value: float | None = None
+    ) -> bool:
+        """Whether (state, action) passes the certificate; ``q_value`` saves a critic call."""
+        s = as_state(state, self.state_dim)
+        if self.q_cert is None:
+            return True
+        q = self._q1(s, action) if q_value is None else float(q_value)
+        norm_sq = float(np.sum(s * s))
+        decrease_ok = q - self.q_cert >= self.nu_bar
+        bounds_ok = self.kappa_low_coef * norm_sq <= -q <= self.kappa_up_coef * norm_sq
+        return bool(decrease_ok and bounds_ok)
+
+    def update_certificate(
+        self, state: ArrayLike, action: ArrayLike, q_value: float | None = None
+    ) -> None:
+        """Store (s_dag, a_dag, q_dag); pass ``q_value`` when it is known, to skip a critic call."""
+        s = as_state(state, self.state_dim)
+        a = np.asarray(action, dtype=np.float64).reshape(self.action_dim).copy()
+        self.q_cert = self._q1(s, a) if q_value is None else float(q_value)
+        self.s_cert = s.copy()
+        self.a_cert = a
+
+    def reset_certificate(self) -> None:
+        """Forget the certificate (new episode); P_relax keeps decaying across episodes."""
+        self.s_cert = self.a_cert = None
+        self.q_cert = None
+
+    def select_action(
+        self, state: ArrayLike, exploration_noise: float = 0.0, return_mode: bool = False
+    ) -> NDArray[np.float64] | tuple[NDArray[np.float64], str]:
+        """The CALF rule for the training agent: one actor and one critic forward."""
+        s = as_state(state, self.state_dim)
+        s_t = torch.as_tensor(s, dtype=self.td3.dtype, device=self.device).unsqueeze(0)
+        a_t = self.td3.act_tensor(s_t, exploration_noise, self.noise_rng)
+        with torch.no_grad():
+            q1, _ = self.td3.critic(s_t, a_t)
+        action = a_t[0].cpu().numpy().astype(np.float64)
+        q = float(q1.item())
+        self.last_q = q
+
+        if self.check_lyapunov_certificate(s, action, q_value=q):
+            mode = "td3"
+            self.update_certificate(s, action, q_value=q)
+            self.certified_steps += 1
+        elif self.relax_rng.random() >= self.P_relax:
+            mode = "fallback"
+            action = self._nominal(s)
+            self.nominal_interventions += 1
+        else:
+            mode = "relax"
+            self.relax_events += 1
+        self.P_relax *= self.lambda_relax
+        self.total_steps += 1
+        self.last_mode = mode
+        return (action, mode) if return_mode else action
+
+    def get_statistics(self) -> dict[str, Any]:
+        """The training agent's counters and rates, and the certificate."""
+        n = max(self.total_steps, 1)
+        return {
+            "total_steps": self.total_steps,
+            "certified_steps": self.certified_steps,
+            "relax_events": self.relax_events,
+            "nominal_interventions": self.nominal_interventions,
+            "certified_rate": self.certified_steps / n,
+            "relax_rate": self.relax_events / n,
+            "fallback_rate": self.nominal_interventions / n,
+            "P_relax": self.P_relax,
+            "q_cert": self.q_cert,
+            "last_q": self.last_q,
+            "last_mode": self.last_mode,
+            "num_batch_agents": len(self.batch),
+        }
+
+    def set_relax_probability(self, p: float) -> None:
+        """Set P_relax for the training agent, every batch agent and agents added later
+        (``--eval`` uses 0: certified or fallback, never relax)."""
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"P_relax must lie in [0, 1], got {p}")
+        self.relax_prob_init = self.P_relax = float(p)
+        self.batch.p_relax[:] = p
+
+    # ---------------------------------------------------------- the batch agents
+    @property
+    def num_batch_agents(self) -> int:
+        return len(self.batch)
+
+    def add_batch_agents(self, n: int) -> None:
+        """Append ``n`` fresh batch agents."""
+        if n < 0:
+            raise ValueError(f"cannot add {n} agents")
+        if n:
+            self.batch.add(n, self.relax_prob_init)
+
+    def _rows(self, rows: ArrayLike) -> NDArray[np.intp]:
+        """Indices or a boolean mask over the batch agents -> sorted unique indices."""
+        arr = np.asarray(rows)
+        n = len(self.batch)
+        if arr.dtype == bool:
+            if arr.shape != (n,):
+                raise ValueError(f"mask must have shape ({n},), got {arr.shape}")
+            return np.flatnonzero(arr)
+        idx = arr.astype(np.intp).reshape(-1)
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise ValueError(f"agent indices {idx.tolist()} out of range for {n} agents")
+        return np.unique(idx % n) if n else idx
+
+    def remove_batch_agents(self, rows: ArrayLike) -> None:
+        """Remove agents (indices or mask); the others keep their order and state."""
+        keep = np.ones(len(self.batch), dtype=bool)
+        keep[self._rows(rows)] = False
+        self.batch.keep(keep)
+
+    def reset_batch_agents(self, rows: ArrayLike) -> None:
+        """Forget the certificates of the given agents (their episode ended)."""
+        self.batch.reset_certificates(self._rows(rows))
+
+    def select_action_batch_codes(
+        self, states: ArrayLike, exploration_noise: float = 0.0
+    ) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
+        """The CALF rule for all batch agents at once: (actions (N, action_dim), codes (N,))."""
+        s = as_state_batch(states, self.state_dim)
+        n = len(s)
+        b = self.batch
+        if n < len(b):
+            raise ValueError(
+                f"got {n} states for {len(b)} batch agents; remove agents explicitly "
+                "with remove_batch_agents()"
+            )
+        self.add_batch_agents(n - len(b))
+        codes = np.zeros(n, dtype=np.int8)
+        if n == 0:
+            return np.zeros((0, self.action_dim), dtype=np.float64), codes
+
+        # One transfer in, one actor forward, one critic forward, one transfer out.
+        s_t = torch.as_tensor(s, dtype=self.td3.dtype, device=self.device)
+        a_t = self.td3.act_tensor(s_t, exploration_noise, self.batch_noise_rng)
+        with torch.no_grad():
+            q1, _ = self.td3.critic(s_t, a_t)
+        out = torch.cat([a_t, q1], dim=1).cpu().numpy()
+        actions = out[:, : self.action_dim].astype(np.float64)
+        q = out[:, self.action_dim].astype(np.float64)
+
+        norm_sq = np.sum(s * s, axis=1)
+        neg_q = -q
+        certified = ~b.has_cert | (
+            (q - b.q_cert >= self.nu_bar)
+            & (self.kappa_low_coef * norm_sq <= neg_q)
+            & (neg_q <= self.kappa_up_coef * norm_sq)
+        )
+
+        uncertified = np.flatnonzero(~certified)
+        if uncertified.size:
+            # One draw per uncertified agent, in row order: the draws a loop would make.
+            u = self.batch_relax_rng.random(uncertified.size)
+            fallback = uncertified[u >= b.p_relax[uncertified]]
+            codes[uncertified] = MODE_RELAX
+            codes[fallback] = MODE_FALLBACK
+            if fallback.size:
+                actions[fallback] = self._nominal_rows(s[fallback])
+
+        b.s_cert[certified] = s[certified]
+        b.a_cert[certified] = actions[certified]
+        b.q_cert[certified] = q[certified]
+        b.has_cert |= certified
+        b.p_relax *= self.lambda_relax
+        b.last_q = q
+        b.total_steps += 1
+        b.certified_steps += certified
+        b.relax_events += codes == MODE_RELAX
+        b.nominal_interventions += codes == MODE_FALLBACK
+        return actions, codes
+
+    def select_action_batch(
+        self, states: ArrayLike, exploration_noise: float = 0.0, return_modes: bool = False
+    ) -> NDArray[np.float64] | tuple[NDArray[np.float64], list[str]]:
+        """Actions for N batch agents (row i is agent i); with ``return_modes``, also their
+        modes as a list of 'td3' | 'relax' | 'fallback'."""
+        actions, codes = self.select_action_batch_codes(states, exploration_noise)
+        return (actions, mode_names(codes)) if return_modes else actions
+
+    # ----------------------------------------------------------------- learning
+    def train(self, replay: ReplayBuffer, batch_size: int = 256) -> dict[str, float | None]:
+        return self.td3.train(replay, batch_size)
+
+    # -------------------------------------------------------------- checkpoints
+    def _calf_state(self) -> dict[str, Any]:
+        return {
+            "nu_bar": self.nu_bar,
+            "kappa_low_coef": self.kappa_low_coef,
+            "kappa_up_coef": self.kappa_up_coef,
+            "lambda_relax": self.lambda_relax,
+            "relax_prob_init": self.relax_prob_init,
+            "P_relax": self.P_relax,
+            "s_cert": None if self.s_cert is None else self.s_cert.tolist(),
+            "a_cert": None if self.a_cert is None else self.a_cert.tolist(),
+            "q_cert": self.q_cert,
+            "total_steps": self.total_steps,
+            "certified_steps": self.certified_steps,
+            "relax_events": self.relax_events,
+            "nominal_interventions": self.nominal_interventions,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Weights, optimiser states and the training agent's CALF state, in one file."""
+        write_checkpoint(path, "calf", {"td3": self.td3.state_dict(), "calf": self._calf_state()})
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        """Load a checkpoint written by ``save``; on any problem raise CheckpointError and
+        leave this controller exactly as it was."""
+        data = read_checkpoint(path, "calf")
+        calf = require(path, data, "calf")
+        if not isinstance(calf, dict):
+            raise CheckpointError(path, "the 'calf' entry is not a dict")
+        staged = self._check_calf_state(path, calf)
+        self.td3.load_state_dict(require(path, data, "td3"), path)  # checks before it changes
+        for name, value in staged.items():
+            setattr(self, name, value)
+
+    def _check_calf_state(
+        self, path: str | os.PathLike[str], calf: dict[str, Any]
+    ) -> dict[str, Any]:
+        staged: dict[str, Any] = {}
+        for name in (
+            "nu_bar",
+            "kappa_low_coef",
+            "kappa_up_coef",
+            "lambda_relax",
+            "relax_prob_init",
+            "P_relax",
+        ):
+            value = require(path, calf, name)
+            if not isinstance(value, int | float) or not np.isfinite(value):
+                raise CheckpointError(path, f"{name} is not a finite number: {value!r}")
+            staged[name] = float(value)
+        for name in ("total_steps", "certified_steps", "relax_events", "nominal_interventions"):
+            value = require(path, calf, name)
+            if not isinstance(value, int) or value < 0:
+                raise CheckpointError(path, f"{name} is not a count: {value!r}")
+            staged[name] = value
+        q_cert = require(path, calf, "q_cert")
+        s_cert, a_cert = require(path, calf, "s_cert"), require(path, calf, "a_cert")
+        if q_cert is None:
+            staged.update(q_cert=None, s_cert=None, a_cert=None)
+        else:
+            try:
+                s_arr = np.asarray(s_cert, dtype=np.float64).reshape(self.state_dim)
+                a_arr = np.asarray(a_cert, dtype=np.float64).reshape(self.action_dim)
+            except (TypeError, ValueError):
+                raise CheckpointError(
+                    path,
+                    f"certificate does not fit state_dim={self.state_dim}, "
+                    f"action_dim={self.action_dim}",
+                ) from None
+            staged.update(q_cert=float(q_cert), s_cert=s_arr, a_cert=a_arr)
+        return staged

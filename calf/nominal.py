@@ -1,0 +1,31 @@
+"""The safe nominal policy CALF falls back to: a PD controller on the point mass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+
+@dataclass(frozen=True)
+class PDPolicy:
+    """a = clip(-kp * x - kd * v); accepts one state (2,) -> (1,) or a batch (N, 2) -> (N, 1)."""
+
+    max_action: float = 5.0
+    kp: float = 2.0
+    kd: float = 0.4
+    # Tells CALFController it may pass all uncertified rows in one call.
+    accepts_batch: bool = True
+
+    def __call__(self, state: ArrayLike) -> NDArray[np.float64]:
+        s = np.asarray(state, dtype=np.float64)
+        if s.shape[-1:] != (2,) or s.ndim not in (1, 2):
+            raise ValueError(f"PD policy expects a state (2,) or states (N, 2), got {s.shape}")
+        a = -self.kp * s[..., 0:1] - self.kd * s[..., 1:2]
+        return np.clip(a, -self.max_action, self.max_action)
+
+
+def pd_nominal_policy(max_action: float = 5.0, kp: float = 2.0, kd: float = 0.4) -> PDPolicy:
+    """The PD nominal policy with the project's default gains."""
+    return PDPolicy(max_action=max_action, kp=kp, kd=kd)

@@ -1,0 +1,271 @@
+"""TD3 (Fujimoto et al., 2018): a deterministic actor, a twin critic, delayed policy updates.
+
+Read top to bottom: the networks, then the agent (acting, learning, checkpoints).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import ArrayLike, NDArray
+from torch import nn
+
+from calf.checkpoint import CheckpointError, read_checkpoint, require, write_checkpoint
+from calf.counters import ForwardCounter
+from calf.replay import ReplayBuffer
+from calf.validation import as_state, as_state_batch
+
+
+class Actor(nn.Module):
+    """s -> a in [-max_action, max_action]."""
+
+    def __init__(self, state_dim: int, action_dim: int, max_action: float, hidden_dim: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(state_dim, hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, action_dim),
+            nn.Tanh(),
+        )
+        self.max_action = float(max_action)
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        return self.net(state) * self.max_action
+
+
+class Critic(nn.Module):
+    """Twin Q heads: ``critic(s, a) -> (q1, q2)``, each of shape (N, 1)."""
+
+    def __init__(self, state_dim: int, action_dim: int, hidden_dim: int = 64):
+        super().__init__()
+
+        def head() -> nn.Sequential:
+            return nn.Sequential(
+                nn.Linear(state_dim + action_dim, hidden_dim),
+                nn.ReLU(),
+                nn.Linear(hidden_dim, hidden_dim),
+                nn.ReLU(),
+                nn.Linear(hidden_dim, 1),
+            )
+
+        self.q1_net = head()
+        self.q2_net = head()
+
+    def forward(
+        self, state: torch.Tensor, action: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        sa = torch.cat([state, action], dim=1)
+        return self.q1_net(sa), self.q2_net(sa)
+
+
+class TD3:
+    """The TD3 agent: acting (single and batched), one gradient step at a time, checkpoints."""
+
+    def __init__(
+        self,
+        state_dim: int,
+        action_dim: int,
+        max_action: float,
+        hidden_dim: int = 64,
+        lr: float = 3e-4,
+        discount: float = 0.99,
+        tau: float = 0.005,
+        policy_noise: float = 0.2,
+        noise_clip: float = 0.5,
+        policy_delay: int = 2,
+        device: str | torch.device = "cpu",
+        seed: int | None = None,
+        rng: np.random.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        self.state_dim = int(state_dim)
+        self.action_dim = int(action_dim)
+        self.max_action = float(max_action)
+        self.hidden_dim = int(hidden_dim)
+        self.lr = float(lr)
+        self.discount = float(discount)
+        self.tau = float(tau)
+        self.policy_noise = float(policy_noise)
+        self.noise_clip = float(noise_clip)
+        self.policy_delay = int(policy_delay)
+        self.device = torch.device(device)
+        # float64 networks make the batch and single paths agree to ~1e-16 (tests use it).
+        self.dtype = dtype
+
+        # Seeded weights without touching the global torch generator.
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            self.actor = Actor(state_dim, action_dim, max_action, hidden_dim)
+            self.critic = Critic(state_dim, action_dim, hidden_dim)
+        self.actor.to(device=self.device, dtype=dtype)
+        self.critic.to(device=self.device, dtype=dtype)
+        self.actor_target = copy.deepcopy(self.actor)
+        self.critic_target = copy.deepcopy(self.critic)
+        self.actor_optimizer = torch.optim.Adam(self.actor.parameters(), lr=lr)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=lr)
+
+        # Exploration noise comes from this generator; replace it to feed known draws.
+        self.rng = rng if rng is not None else np.random.default_rng(seed)
+        # Target-policy smoothing noise and replay sampling use their own streams.
+        self.torch_gen = torch.Generator(device=self.device)
+        self.torch_gen.manual_seed(0 if seed is None else seed)
+        self.sample_rng = np.random.default_rng(None if seed is None else seed + 1)
+        self.total_it = 0
+
+        self.forward_counter = ForwardCounter(
+            {
+                "actor": self.actor,
+                "critic": self.critic,
+                "actor_target": self.actor_target,
+                "critic_target": self.critic_target,
+            }
+        )
+
+    # ------------------------------------------------------------------ acting
+    def act_tensor(
+        self, states: torch.Tensor, noise: float = 0.0, rng: np.random.Generator | None = None
+    ) -> torch.Tensor:
+        """Actor on a (N, state_dim) tensor already on the device, plus clipped Gaussian
+        exploration noise of std ``noise * max_action`` drawn from ``rng`` (default
+        ``self.rng``), row by row in order, as N single calls would draw it."""
+        with torch.no_grad():
+            actions = self.actor(states)
+        if noise > 0.0:
+            gen = self.rng if rng is None else rng
+            eps = gen.normal(0.0, noise * self.max_action, size=tuple(actions.shape))
+            actions = actions + torch.as_tensor(eps, dtype=actions.dtype, device=self.device)
+            actions = actions.clamp(-self.max_action, self.max_action)
+        return actions
+
+    def select_action(self, state: ArrayLike, noise: float = 0.0) -> NDArray[np.float64]:
+        """One state (state_dim,) -> one action (action_dim,)."""
+        s = as_state(state, self.state_dim)
+        s_t = torch.as_tensor(s, dtype=self.dtype, device=self.device).unsqueeze(0)
+        return self.act_tensor(s_t, noise)[0].cpu().numpy().astype(np.float64)
+
+    def select_action_batch(self, states: ArrayLike, noise: float = 0.0) -> NDArray[np.float64]:
+        """(N, state_dim) -> (N, action_dim) in one actor forward; N = 0 gives an empty array."""
+        s = as_state_batch(states, self.state_dim)
+        if s.shape[0] == 0:
+            return np.zeros((0, self.action_dim), dtype=np.float64)
+        s_t = torch.as_tensor(s, dtype=self.dtype, device=self.device)
+        return self.act_tensor(s_t, noise).cpu().numpy().astype(np.float64)
+
+    # ---------------------------------------------------------------- learning
+    def train(self, replay: ReplayBuffer, batch_size: int = 256) -> dict[str, float | None]:
+        """One TD3 gradient step; the actor and targets move every ``policy_delay`` steps.
+
+        Returns the critic loss and, on policy steps, the actor loss (else None).
+        """
+        if len(replay) < batch_size:
+            raise ValueError(f"replay holds {len(replay)} transitions, fewer than {batch_size}")
+        self.total_it += 1
+        with self.forward_counter.tag("training"):
+            state, action, reward, next_state, not_done = (
+                t.to(self.dtype) for t in replay.sample(batch_size, self.device, self.sample_rng)
+            )
+            with torch.no_grad():
+                noise = (
+                    torch.randn(
+                        action.shape, generator=self.torch_gen, device=self.device, dtype=self.dtype
+                    )
+                    * self.policy_noise
+                )
+                noise = noise.clamp(-self.noise_clip, self.noise_clip)
+                next_action = (self.actor_target(next_state) + noise).clamp(
+                    -self.max_action, self.max_action
+                )
+                target_q1, target_q2 = self.critic_target(next_state, next_action)
+                target_q = reward + not_done * self.discount * torch.min(target_q1, target_q2)
+
+            current_q1, current_q2 = self.critic(state, action)
+            critic_loss = F.mse_loss(current_q1, target_q) + F.mse_loss(current_q2, target_q)
+            self.critic_optimizer.zero_grad()
+            critic_loss.backward()
+            self.critic_optimizer.step()
+
+            actor_loss_value: float | None = None
+            if self.total_it % self.policy_delay == 0:
+                actor_loss = -self.critic(state, self.actor(state))[0].mean()
+                self.actor_optimizer.zero_grad()
+                actor_loss.backward()
+                self.actor_optimizer.step()
+                actor_loss_value = float(actor_loss.item())
+                self._soft_update(self.critic, self.critic_target)
+                self._soft_update(self.actor, self.actor_target)
+        return {"critic_loss": float(critic_loss.item()), "actor_loss": actor_loss_value}
+
+    def _soft_update(self, source: nn.Module, target: nn.Module) -> None:
+        with torch.no_grad():
+            for p, tp in zip(source.parameters(), target.parameters(), strict=True):
+                tp.mul_(1.0 - self.tau).add_(p, alpha=self.tau)
+
+    # ------------------------------------------------------------- checkpoints
+    def config(self) -> dict[str, Any]:
+        return {
+            "state_dim": self.state_dim,
+            "action_dim": self.action_dim,
+            "max_action": self.max_action,
+            "hidden_dim": self.hidden_dim,
+            "dtype": str(self.dtype).removeprefix("torch."),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "config": self.config(),
+            "actor": self.actor.state_dict(),
+            "actor_target": self.actor_target.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "total_it": self.total_it,
+        }
+
+    def load_state_dict(
+        self, data: dict[str, Any], path: str | os.PathLike[str] = "<memory>"
+    ) -> None:
+        """Load everything or nothing: the dict is checked against copies first, so a bad
+        entry raises CheckpointError and leaves this agent as it was."""
+        config = require(path, data, "config")
+        if config != self.config():
+            raise CheckpointError(path, f"network shape {config} does not match {self.config()}")
+        staged = {}
+        for name in ("actor", "actor_target", "critic", "critic_target"):
+            module = copy.deepcopy(getattr(self, name))
+            try:
+                module.load_state_dict(require(path, data, name))
+            except (RuntimeError, TypeError, AttributeError) as exc:
+                raise CheckpointError(
+                    path, f"bad {name} weights: {str(exc).splitlines()[0]}"
+                ) from None
+            staged[name] = module
+        for name, params in (("actor_optimizer", "actor"), ("critic_optimizer", "critic")):
+            trial = torch.optim.Adam(staged[params].parameters(), lr=self.lr)
+            try:
+                trial.load_state_dict(require(path, data, name))
+            except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+                raise CheckpointError(path, f"bad {name} state: {exc}") from None
+        total_it = require(path, data, "total_it")
+        if not isinstance(total_it, int):
+            raise CheckpointError(path, "total_it is not an integer")
+        # Everything checked: now the real modules (hooks stay attached to them).
+        for name in ("actor", "actor_target", "critic", "critic_target"):
+            getattr(self, name).load_state_dict(data[name])
+        self.actor_optimizer.load_state_dict(data["actor_optimizer"])
+        self.critic_optimizer.load_state_dict(data["critic_optimizer"])
+        self.total_it = total_it
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        write_checkpoint(path, "td3", self.state_dict())
+
+    def load(self, path: str | os.PathLike[str]) -> None:
+        self.load_state_dict(read_checkpoint(path, "td3"), path)

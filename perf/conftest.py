@@ -1,0 +1,26 @@
+"""Shared pieces of the perf suites.
+
+``@pytest.mark.sizes("n", full=[...], quick=[...])`` parametrises ``n`` by the run mode: the full
+sweep by default (``pytest perf``), the quick subset under ``--quick`` (``make test``, CI).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "sizes(name, full, quick): parametrise `name` by the perf run mode"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("sizes")
+    if marker is None:
+        return
+    name = marker.args[0]
+    full = list(marker.kwargs["full"])
+    quick = list(marker.kwargs.get("quick", full))
+    values = quick if metafunc.config.getoption("--quick") else full
+    metafunc.parametrize(name, values, ids=[f"{name}={v}" for v in values])

@@ -1,0 +1,1 @@
+"""visuals: everything that draws (Ursina / Panda3D). Importing it opens no window."""

@@ -1,0 +1,74 @@
+"""Visualisation settings: one dataclass, three presets (low, medium, high)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+# Panel fields that change fast or cost something to format, refreshed at most every k frames;
+# every other field is shown as soon as its displayed text changes.
+DEFAULT_STATS_PERIODS: MappingProxyType[str, int] = MappingProxyType(
+    {
+        "q_value": 6,
+        "q_cert": 6,
+        "delta_q": 6,
+        "k_bounds": 6,
+        "critic_loss": 30,
+        "actor_loss": 30,
+        "fps": 30,
+        "profiler": 60,
+    }
+)
+
+
+@dataclass(frozen=True)
+class VisualConfig:
+    preset: str = "medium"
+    n_agents: int = 5
+    trail_points: int = 600  # per agent, ring buffer
+    trail_decimation: int = 1  # keep every k-th point
+    trail_thickness: float = 2.0
+    grid_size: int = 21  # critic surface resolution (G x G)
+    heatmap_update_every: int = 500  # training steps between critic-grid refreshes
+    height_scale: float = 3.0
+    x_range: tuple[float, float] = (-5.0, 5.0)
+    v_range: tuple[float, float] = (-5.0, 5.0)
+    agent_max_steps: int = 500  # episode length of a visual agent
+    timeline_points: int = 300  # Q-certificate timeline length
+    marker_size: float = 8.0  # pixels
+    window_size: tuple[int, int] = (1280, 720)
+    stats_periods: MappingProxyType[str, int] = field(default=DEFAULT_STATS_PERIODS)
+
+    def with_(self, **changes: Any) -> VisualConfig:
+        return replace(self, **changes)
+
+
+PRESETS: dict[str, VisualConfig] = {
+    "low": VisualConfig(
+        preset="low",
+        n_agents=3,
+        trail_points=200,
+        trail_decimation=2,
+        grid_size=15,
+        heatmap_update_every=1000,
+        timeline_points=150,
+    ),
+    "medium": VisualConfig(),
+    "high": VisualConfig(
+        preset="high",
+        n_agents=20,
+        trail_points=1000,
+        grid_size=31,
+        heatmap_update_every=250,
+        timeline_points=600,
+    ),
+}
+
+
+def preset(name: str) -> VisualConfig:
+    """The named preset; ValueError listing the valid names otherwise."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
