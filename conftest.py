@@ -19,3 +19,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture(scope="session")
 def quick(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--quick"))
+
+
+@pytest.fixture(scope="session")
+def ursina_app():
+    """One offscreen Ursina app for the whole session (Ursina allows one app per process).
+
+    Tests that need their own app (the visual trainer) run it in a subprocess instead.
+    """
+    from visuals.offscreen import make_offscreen_app
+
+    return make_offscreen_app(size=(640, 360))

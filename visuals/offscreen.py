@@ -1,0 +1,53 @@
+"""Offscreen rendering helpers: an Ursina app without a window, frames as numpy arrays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+def make_offscreen_app(size: tuple[int, int] = (640, 360), **kwargs: Any) -> Any:
+    """An ``Ursina`` app rendering into an offscreen buffer (EGL, no X server needed)."""
+    from panda3d.core import load_prc_file_data
+    from ursina import Ursina
+
+    # Headless machines have no sound card; without this OpenAL fills the log with errors.
+    load_prc_file_data("calf-viz-offscreen", "audio-library-name null")
+    app = Ursina(window_type="offscreen", size=size, **kwargs)
+    fix_offscreen_ui_lens(size)
+    return app
+
+
+def fix_offscreen_ui_lens(size: tuple[int, int]) -> None:
+    """Ursina sizes the UI lens on the window's 'aspectRatioChanged' event, which an offscreen
+    buffer never sends; without this the whole UI layer (text, panels) is invisible."""
+    from ursina import camera
+
+    aspect = size[0] / size[1]
+    camera.ui_lens.set_film_size(camera.ui_size * 0.5 * aspect, camera.ui_size * 0.5)
+
+
+def grab_frame() -> NDArray[np.uint8]:
+    """The last rendered frame as an (H, W, 3) uint8 RGB array, top row first."""
+    from ursina import application
+
+    tex = application.base.win.get_screenshot()
+    if tex is None:
+        raise RuntimeError("no frame has been rendered yet")
+    h, w = tex.get_y_size(), tex.get_x_size()
+    rgb = np.frombuffer(tex.get_ram_image_as("RGB").get_data(), dtype=np.uint8)
+    return rgb.reshape(h, w, 3)[::-1].copy()
+
+
+def save_screenshot(path: str | Path) -> Path:
+    """Write the last rendered frame to a PNG."""
+    from ursina import application
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not application.base.win.save_screenshot(str(target)):
+        raise RuntimeError(f"could not write screenshot {target}")
+    return target
