@@ -4,6 +4,7 @@ from calf.controller import MODES, CALFController, mode_names
 from calf.counters import ForwardCounter
 from calf.envs import PointMassBatch, PointMassEnv, PointMassParams, rk4_step, step_batch
 from calf.nominal import PDPolicy, pd_nominal_policy
+from calf.reference import PerAgentLoop
 from calf.replay import ReplayBuffer
 from calf.td3 import TD3, Actor, Critic
 
@@ -15,6 +16,7 @@ __all__ = [
     "Critic",
     "ForwardCounter",
     "PDPolicy",
+    "PerAgentLoop",
     "PointMassBatch",
     "PointMassEnv",
     "PointMassParams",

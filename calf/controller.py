@@ -29,7 +29,7 @@ from numpy.typing import ArrayLike, NDArray
 from calf.checkpoint import CheckpointError, read_checkpoint, require, write_checkpoint
 from calf.replay import ReplayBuffer
 from calf.td3 import TD3
-from calf.validation import as_state, as_state_batch
+from calf.validation import as_row_indices, as_state, as_state_batch
 
 MODES: tuple[str, str, str] = ("td3", "relax", "fallback")
 MODE_TD3, MODE_RELAX, MODE_FALLBACK = 0, 1, 2
@@ -88,6 +88,8 @@ class BatchAgents:
 
     def add(self, n: int, p_relax: float) -> None:
         """Append ``n`` fresh agents: no certificate, P_relax at its initial value."""
+        if n <= 0:  # p_relax[-0:] below would be every row
+            return
         for name in self._ROW_FIELDS:
             old = getattr(self, name)
             new = np.zeros((n, *old.shape[1:]), dtype=old.dtype)
@@ -129,8 +131,12 @@ class CALFController:
         relax_rng: np.random.Generator | None = None,
         batch_noise_rng: np.random.Generator | None = None,
         batch_relax_rng: np.random.Generator | None = None,
+        td3: TD3 | None = None,
         **td3_kwargs: Any,
     ) -> None:
+        """``td3``: networks to share with another controller (``PerAgentLoop`` builds its
+        per-agent controllers on the parent's); when given, ``hidden_dim``, ``lr``, ``device``,
+        ``dtype`` and ``td3_kwargs`` are not used."""
         self.state_dim = int(state_dim)
         self.action_dim = int(action_dim)
         self.max_action = float(max_action)
@@ -140,27 +146,43 @@ class CALFController:
         self.kappa_up_coef = float(kappa_up_coef)
         self.lambda_relax = float(lambda_relax)
         self.relax_prob_init = float(lambda_relax if relax_prob_init is None else relax_prob_init)
-        self.device = torch.device(device)
 
         # Four independent streams, so batch calls never shift the training agent's draws.
         streams = np.random.SeedSequence(seed).spawn(4)
-        self.noise_rng = noise_rng or np.random.default_rng(streams[0])
-        self.relax_rng = relax_rng or np.random.default_rng(streams[1])
-        self.batch_noise_rng = batch_noise_rng or np.random.default_rng(streams[2])
-        self.batch_relax_rng = batch_relax_rng or np.random.default_rng(streams[3])
 
-        self.td3 = TD3(
-            state_dim,
-            action_dim,
-            max_action,
-            hidden_dim=hidden_dim,
-            lr=lr,
-            device=device,
-            seed=seed,
-            rng=self.noise_rng,
-            dtype=dtype,
-            **td3_kwargs,
-        )
+        def stream(given: np.random.Generator | None, i: int) -> np.random.Generator:
+            return given if given is not None else np.random.default_rng(streams[i])
+
+        self.noise_rng = stream(noise_rng, 0)
+        self.relax_rng = stream(relax_rng, 1)
+        self.batch_noise_rng = stream(batch_noise_rng, 2)
+        self.batch_relax_rng = stream(batch_relax_rng, 3)
+
+        if td3 is None:
+            td3 = TD3(
+                state_dim,
+                action_dim,
+                max_action,
+                hidden_dim=hidden_dim,
+                lr=lr,
+                device=device,
+                seed=seed,
+                rng=self.noise_rng,
+                dtype=dtype,
+                **td3_kwargs,
+            )
+        elif (td3.state_dim, td3.action_dim, td3.max_action) != (
+            self.state_dim,
+            self.action_dim,
+            self.max_action,
+        ):
+            raise ValueError(
+                f"shared TD3 has state_dim={td3.state_dim}, action_dim={td3.action_dim}, "
+                f"max_action={td3.max_action}; this controller needs {self.state_dim}, "
+                f"{self.action_dim}, {self.max_action}"
+            )
+        self.td3 = td3
+        self.device = td3.device
         self._nominal_takes_batch = bool(getattr(nominal_policy, "accepts_batch", False))
 
         # The training agent (single-agent path).
@@ -179,9 +201,13 @@ class CALFController:
         self.batch = BatchAgents(self.state_dim, self.action_dim)
 
     # ------------------------------------------------------------ shared pieces
+    def _clip(self, a: NDArray[np.float64]) -> NDArray[np.float64]:
+        # Same values as np.clip (which costs twice as much at these sizes).
+        return np.minimum(np.maximum(a, -self.max_action), self.max_action)
+
     def _nominal(self, state: NDArray[np.float64]) -> NDArray[np.float64]:
         a = np.asarray(self.nominal_policy(state), dtype=np.float64).reshape(self.action_dim)
-        return np.clip(a, -self.max_action, self.max_action)
+        return self._clip(a)
 
     def _nominal_rows(self, states: NDArray[np.float64]) -> NDArray[np.float64]:
         """Nominal actions for some rows: one call if the policy takes batches, else row by row."""
@@ -193,15 +219,14 @@ class CALFController:
                     f"nominal policy returned shape {raw.shape} for {k} states; "
                     f"expected ({k}, {self.action_dim})"
                 )
-            a = raw.reshape(k, self.action_dim)
-            return np.clip(a, -self.max_action, self.max_action)
+            return self._clip(raw.reshape(k, self.action_dim))
         return np.stack([self._nominal(s) for s in states])
 
     def _q1(self, state: NDArray[np.float64], action: ArrayLike) -> float:
-        s_t = torch.as_tensor(state, dtype=self.td3.dtype, device=self.device).reshape(1, -1)
-        a_t = torch.as_tensor(np.asarray(action), dtype=self.td3.dtype, device=self.device)
+        s_t = self.td3.to_tensor(state.reshape(1, -1))
+        a = np.asarray(action, dtype=np.float64).reshape(1, -1)
         with torch.no_grad():
-            q1, _ = self.td3.critic(s_t, a_t.reshape(1, -1))
+            (q1,) = self.td3.critic(s_t, self.td3.to_tensor(a), q1_only=True)
         return float(q1.item())
 
     # ------------------------------------------------------- the training agent
@@ -238,10 +263,8 @@ class CALFController:
     ) -> NDArray[np.float64] | tuple[NDArray[np.float64], str]:
         """The CALF rule for the training agent: one actor and one critic forward."""
         s = as_state(state, self.state_dim)
-        s_t = torch.as_tensor(s, dtype=self.td3.dtype, device=self.device).unsqueeze(0)
-        a_t = self.td3.act_tensor(s_t, exploration_noise, self.noise_rng)
-        with torch.no_grad():
-            q1, _ = self.td3.critic(s_t, a_t)
+        s_t = self.td3.to_tensor(s[None, :])
+        a_t, q1 = self.td3.act_and_q1(s_t, exploration_noise, self.noise_rng)
         action = a_t[0].cpu().numpy().astype(np.float64)
         q = float(q1.item())
         self.last_q = q
@@ -302,16 +325,7 @@ class CALFController:
 
     def _rows(self, rows: ArrayLike) -> NDArray[np.intp]:
         """Indices or a boolean mask over the batch agents -> sorted unique indices."""
-        arr = np.asarray(rows)
-        n = len(self.batch)
-        if arr.dtype == bool:
-            if arr.shape != (n,):
-                raise ValueError(f"mask must have shape ({n},), got {arr.shape}")
-            return np.flatnonzero(arr)
-        idx = arr.astype(np.intp).reshape(-1)
-        if idx.size and (idx.min() < -n or idx.max() >= n):
-            raise ValueError(f"agent indices {idx.tolist()} out of range for {n} agents")
-        return np.unique(idx % n) if n else idx
+        return as_row_indices(rows, len(self.batch), "batch agent rows")
 
     def remove_batch_agents(self, rows: ArrayLike) -> None:
         """Remove agents (indices or mask); the others keep their order and state."""
@@ -340,43 +354,48 @@ class CALFController:
         if n == 0:
             return np.zeros((0, self.action_dim), dtype=np.float64), codes
 
-        # One transfer in, one actor forward, one critic forward, one transfer out.
-        s_t = torch.as_tensor(s, dtype=self.td3.dtype, device=self.device)
-        a_t = self.td3.act_tensor(s_t, exploration_noise, self.batch_noise_rng)
-        with torch.no_grad():
-            q1, _ = self.td3.critic(s_t, a_t)
-        out = torch.cat([a_t, q1], dim=1).cpu().numpy()
-        actions = out[:, : self.action_dim].astype(np.float64)
-        q = out[:, self.action_dim].astype(np.float64)
-
-        norm_sq = np.sum(s * s, axis=1)
-        neg_q = -q
-        certified = ~b.has_cert | (
-            (q - b.q_cert >= self.nu_bar)
-            & (self.kappa_low_coef * norm_sq <= neg_q)
-            & (neg_q <= self.kappa_up_coef * norm_sq)
+        # One transfer in, one actor and one critic forward, one transfer out.
+        a_t, q_t = self.td3.act_and_q1(
+            self.td3.to_tensor(s), exploration_noise, self.batch_noise_rng
         )
+        if self.device.type == "cpu":  # no copy to make: skip the cat (a few us at small N)
+            actions = a_t.numpy().astype(np.float64)
+            q = q_t.numpy()[:, 0].astype(np.float64)
+        else:
+            out = torch.cat([a_t, q_t], dim=1).cpu().numpy()
+            actions = out[:, : self.action_dim].astype(np.float64)
+            q = out[:, self.action_dim].astype(np.float64)
 
-        uncertified = np.flatnonzero(~certified)
+        # The certificate check for every row (q - q_dag >= nu_bar, kappa bounds), in place.
+        norm_sq = np.add.reduce(s * s, axis=1)  # np.sum's arithmetic, without its wrapper
+        neg_q = -q
+        certified = q - b.q_cert >= self.nu_bar
+        certified &= self.kappa_low_coef * norm_sq <= neg_q
+        certified &= neg_q <= self.kappa_up_coef * norm_sq
+        certified |= ~b.has_cert
+
+        uncertified = (~certified).nonzero()[0]
         if uncertified.size:
             # One draw per uncertified agent, in row order: the draws a loop would make.
             u = self.batch_relax_rng.random(uncertified.size)
-            fallback = uncertified[u >= b.p_relax[uncertified]]
+            falls_back = u >= b.p_relax[uncertified]
+            fallback = uncertified[falls_back]
             codes[uncertified] = MODE_RELAX
             codes[fallback] = MODE_FALLBACK
+            b.relax_events += codes == MODE_RELAX
+            b.nominal_interventions += codes == MODE_FALLBACK
             if fallback.size:
                 actions[fallback] = self._nominal_rows(s[fallback])
 
-        b.s_cert[certified] = s[certified]
-        b.a_cert[certified] = actions[certified]
-        b.q_cert[certified] = q[certified]
+        rows = certified[:, None]
+        np.copyto(b.s_cert, s, where=rows)
+        np.copyto(b.a_cert, actions, where=rows)
+        np.copyto(b.q_cert, q, where=certified)
         b.has_cert |= certified
-        b.p_relax *= self.lambda_relax
-        b.last_q = q
-        b.total_steps += 1
         b.certified_steps += certified
-        b.relax_events += codes == MODE_RELAX
-        b.nominal_interventions += codes == MODE_FALLBACK
+        b.p_relax *= self.lambda_relax
+        b.total_steps += 1
+        b.last_q = q
         return actions, codes
 
     def select_action_batch(
@@ -443,7 +462,7 @@ class CALFController:
             staged[name] = float(value)
         for name in ("total_steps", "certified_steps", "relax_events", "nominal_interventions"):
             value = require(path, calf, name)
-            if not isinstance(value, int) or value < 0:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise CheckpointError(path, f"{name} is not a count: {value!r}")
             staged[name] = value
         q_cert = require(path, calf, "q_cert")
@@ -451,6 +470,8 @@ class CALFController:
         if q_cert is None:
             staged.update(q_cert=None, s_cert=None, a_cert=None)
         else:
+            if not isinstance(q_cert, int | float) or not np.isfinite(q_cert):
+                raise CheckpointError(path, f"q_cert is not a finite number: {q_cert!r}")
             try:
                 s_arr = np.asarray(s_cert, dtype=np.float64).reshape(self.state_dim)
                 a_arr = np.asarray(a_cert, dtype=np.float64).reshape(self.action_dim)
@@ -460,5 +481,7 @@ class CALFController:
                     f"certificate does not fit state_dim={self.state_dim}, "
                     f"action_dim={self.action_dim}",
                 ) from None
+            if not (np.isfinite(s_arr).all() and np.isfinite(a_arr).all()):
+                raise CheckpointError(path, "certificate contains NaN or inf")
             staged.update(q_cert=float(q_cert), s_cert=s_arr, a_cert=a_arr)
         return staged

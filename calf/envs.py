@@ -13,6 +13,8 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from calf.validation import as_row_indices
+
 Array = NDArray[np.float64]
 
 
@@ -54,11 +56,12 @@ def step_batch(
     was taken in.
     """
     s = np.asarray(states, dtype=np.float64)
-    a = np.clip(
-        np.asarray(actions, dtype=np.float64).reshape(len(s), -1),
-        -params.max_action,
-        params.max_action,
-    )
+    if s.ndim != 2 or s.shape[1] != 2:
+        raise ValueError(f"states must have shape (N, 2), got {s.shape}")
+    raw = np.asarray(actions, dtype=np.float64)
+    if raw.size != len(s):
+        raise ValueError(f"expected one action per state ({len(s)}), got shape {raw.shape}")
+    a = np.clip(raw.reshape(len(s), 1), -params.max_action, params.max_action)
     rewards = reward_fn(s, a)
     nxt = rk4_step(s, a, params.dt)
     reached = np.linalg.norm(nxt, axis=1) < params.goal_radius
@@ -139,12 +142,12 @@ class PointMassBatch:
     def remove(self, rows: ArrayLike) -> None:
         """Drop rows (indices or a boolean mask); the rest keep their order."""
         keep = np.ones(len(self), dtype=bool)
-        keep[np.asarray(rows)] = False
+        keep[as_row_indices(rows, len(self))] = False
         self.states, self.steps = self.states[keep], self.steps[keep]
 
     def reset_rows(self, rows: ArrayLike) -> None:
         """New start states for the given rows (indices or a boolean mask)."""
-        idx = np.arange(len(self))[np.asarray(rows)]
+        idx = as_row_indices(rows, len(self))
         self.states[idx] = self._draw(len(idx))
         self.steps[idx] = 0
 

@@ -23,7 +23,8 @@ class PDPolicy:
         if s.shape[-1:] != (2,) or s.ndim not in (1, 2):
             raise ValueError(f"PD policy expects a state (2,) or states (N, 2), got {s.shape}")
         a = -self.kp * s[..., 0:1] - self.kd * s[..., 1:2]
-        return np.clip(a, -self.max_action, self.max_action)
+        # np.minimum/np.maximum: np.clip's values at half its cost on small arrays.
+        return np.minimum(np.maximum(a, -self.max_action), self.max_action)
 
 
 def pd_nominal_policy(max_action: float = 5.0, kp: float = 2.0, kd: float = 0.4) -> PDPolicy:

@@ -21,6 +21,18 @@ from calf.replay import ReplayBuffer
 from calf.validation import as_state, as_state_batch
 
 
+def _linear_layers(net: nn.Sequential) -> tuple[nn.Linear, ...]:
+    return tuple(m for m in net if isinstance(m, nn.Linear))
+
+
+def _mlp(x: torch.Tensor, layers: tuple[nn.Linear, ...]) -> torch.Tensor:
+    """Linear -> ReLU -> ... -> Linear, as ``nn.Sequential`` would compute it."""
+    for layer in layers[:-1]:
+        x = F.relu(F.linear(x, layer.weight, layer.bias))
+    last = layers[-1]
+    return F.linear(x, last.weight, last.bias)
+
+
 class Actor(nn.Module):
     """s -> a in [-max_action, max_action]."""
 
@@ -36,8 +48,13 @@ class Actor(nn.Module):
         )
         self.max_action = float(max_action)
 
+        # The Linear layers, kept outside the module registry (a plain tuple), so forward can
+        # call them functionally: the same arithmetic as running ``self.net``, without the
+        # nested module calls that dominate the cost of a forward at small N.
+        self._layers = _linear_layers(self.net)
+
     def forward(self, state: torch.Tensor) -> torch.Tensor:
-        return self.net(state) * self.max_action
+        return torch.tanh(_mlp(state, self._layers)) * self.max_action
 
 
 class Critic(nn.Module):
@@ -57,12 +74,19 @@ class Critic(nn.Module):
 
         self.q1_net = head()
         self.q2_net = head()
+        self._q1_layers = _linear_layers(self.q1_net)
+        self._q2_layers = _linear_layers(self.q2_net)
 
     def forward(
-        self, state: torch.Tensor, action: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, state: torch.Tensor, action: torch.Tensor, q1_only: bool = False
+    ) -> tuple[torch.Tensor, ...]:
+        """``(q1, q2)``; with ``q1_only`` just ``(q1,)`` (acting and the actor loss need only
+        Q1, the Lyapunov candidate), still one counted critic forward."""
         sa = torch.cat([state, action], dim=1)
-        return self.q1_net(sa), self.q2_net(sa)
+        q1 = _mlp(sa, self._q1_layers)
+        if q1_only:
+            return (q1,)
+        return q1, _mlp(sa, self._q2_layers)
 
 
 class TD3:
@@ -98,6 +122,7 @@ class TD3:
         self.device = torch.device(device)
         # float64 networks make the batch and single paths agree to ~1e-16 (tests use it).
         self.dtype = dtype
+        self._np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
 
         # Seeded weights without touching the global torch generator.
         with torch.random.fork_rng(devices=[]):
@@ -130,6 +155,15 @@ class TD3:
         )
 
     # ------------------------------------------------------------------ acting
+    def to_tensor(self, states: NDArray[np.float64]) -> torch.Tensor:
+        """A validated float64 numpy batch -> a tensor of the network dtype on the device (one
+        transfer; on CPU a cast plus ``from_numpy``, the cheapest way in)."""
+        arr = np.ascontiguousarray(states, dtype=self._np_dtype)
+        if not arr.flags.writeable:  # from_numpy warns on read-only memory
+            arr = arr.copy()
+        t = torch.from_numpy(arr)
+        return t if self.device.type == "cpu" else t.to(self.device)
+
     def act_tensor(
         self, states: torch.Tensor, noise: float = 0.0, rng: np.random.Generator | None = None
     ) -> torch.Tensor:
@@ -138,17 +172,34 @@ class TD3:
         ``self.rng``), row by row in order, as N single calls would draw it."""
         with torch.no_grad():
             actions = self.actor(states)
-        if noise > 0.0:
-            gen = self.rng if rng is None else rng
-            eps = gen.normal(0.0, noise * self.max_action, size=tuple(actions.shape))
-            actions = actions + torch.as_tensor(eps, dtype=actions.dtype, device=self.device)
-            actions = actions.clamp(-self.max_action, self.max_action)
+            if noise > 0.0:
+                actions = self._add_noise(actions, noise, rng)
         return actions
+
+    def act_and_q1(
+        self, states: torch.Tensor, noise: float = 0.0, rng: np.random.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(actions (N, action_dim), Q1(s, a) (N, 1)): one actor and one critic forward."""
+        with torch.no_grad():
+            actions = self.actor(states)
+            if noise > 0.0:
+                actions = self._add_noise(actions, noise, rng)
+            (q1,) = self.critic(states, actions, q1_only=True)
+        return actions, q1
+
+    def _add_noise(
+        self, actions: torch.Tensor, noise: float, rng: np.random.Generator | None
+    ) -> torch.Tensor:
+        gen = self.rng if rng is None else rng
+        # Row-major draws: N single-row calls on the same generator draw the same numbers.
+        eps = gen.normal(0.0, noise * self.max_action, size=tuple(actions.shape))
+        actions = actions + torch.as_tensor(eps, dtype=actions.dtype, device=actions.device)
+        return actions.clamp(-self.max_action, self.max_action)
 
     def select_action(self, state: ArrayLike, noise: float = 0.0) -> NDArray[np.float64]:
         """One state (state_dim,) -> one action (action_dim,)."""
         s = as_state(state, self.state_dim)
-        s_t = torch.as_tensor(s, dtype=self.dtype, device=self.device).unsqueeze(0)
+        s_t = self.to_tensor(s[None, :])
         return self.act_tensor(s_t, noise)[0].cpu().numpy().astype(np.float64)
 
     def select_action_batch(self, states: ArrayLike, noise: float = 0.0) -> NDArray[np.float64]:
@@ -156,8 +207,7 @@ class TD3:
         s = as_state_batch(states, self.state_dim)
         if s.shape[0] == 0:
             return np.zeros((0, self.action_dim), dtype=np.float64)
-        s_t = torch.as_tensor(s, dtype=self.dtype, device=self.device)
-        return self.act_tensor(s_t, noise).cpu().numpy().astype(np.float64)
+        return self.act_tensor(self.to_tensor(s), noise).cpu().numpy().astype(np.float64)
 
     # ---------------------------------------------------------------- learning
     def train(self, replay: ReplayBuffer, batch_size: int = 256) -> dict[str, float | None]:
@@ -194,7 +244,7 @@ class TD3:
 
             actor_loss_value: float | None = None
             if self.total_it % self.policy_delay == 0:
-                actor_loss = -self.critic(state, self.actor(state))[0].mean()
+                actor_loss = -self.critic(state, self.actor(state), q1_only=True)[0].mean()
                 self.actor_optimizer.zero_grad()
                 actor_loss.backward()
                 self.actor_optimizer.step()
@@ -235,6 +285,8 @@ class TD3:
     ) -> None:
         """Load everything or nothing: the dict is checked against copies first, so a bad
         entry raises CheckpointError and leaves this agent as it was."""
+        if not isinstance(data, dict):
+            raise CheckpointError(path, f"TD3 state is a {type(data).__name__}, not a dict")
         config = require(path, data, "config")
         if config != self.config():
             raise CheckpointError(path, f"network shape {config} does not match {self.config()}")
@@ -252,10 +304,10 @@ class TD3:
             trial = torch.optim.Adam(staged[params].parameters(), lr=self.lr)
             try:
                 trial.load_state_dict(require(path, data, name))
-            except (ValueError, KeyError, TypeError, RuntimeError) as exc:
-                raise CheckpointError(path, f"bad {name} state: {exc}") from None
+            except (ValueError, KeyError, TypeError, RuntimeError, IndexError, AttributeError) as e:
+                raise CheckpointError(path, f"bad {name} state: {e}") from None
         total_it = require(path, data, "total_it")
-        if not isinstance(total_it, int):
+        if not isinstance(total_it, int) or isinstance(total_it, bool) or total_it < 0:
             raise CheckpointError(path, "total_it is not an integer")
         # Everything checked: now the real modules (hooks stay attached to them).
         for name in ("actor", "actor_target", "critic", "critic_target"):

@@ -98,7 +98,12 @@ class AgentTrainer:
         losses = None
         if self.cfg.learn:
             self.replay.add(state, action, reward, next_state, terminated)
-            if self.global_step >= self.cfg.learning_starts:
+            # Learn once past the warm-up and once the replay holds a full batch (a warm-up
+            # shorter than the batch size must not make TD3.train refuse the replay).
+            if (
+                self.global_step >= self.cfg.learning_starts
+                and len(self.replay) >= self.cfg.batch_size
+            ):
                 losses = self.controller.train(self.replay, self.cfg.batch_size)
                 self.last_losses = losses
         self.global_step += 1

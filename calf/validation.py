@@ -25,9 +25,26 @@ def as_state_batch(states: ArrayLike, state_dim: int, what: str = "states") -> N
         arr = arr.reshape(0, state_dim)
     if arr.ndim != 2 or arr.shape[1] != state_dim:
         raise ValueError(f"{what} must have shape (N, {state_dim}), got {np.shape(states)}")
-    finite = np.isfinite(arr).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
+    if not np.isfinite(arr).all():
+        bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
         shown = ", ".join(str(i) for i in bad[:10]) + (" ..." if bad.size > 10 else "")
         raise ValueError(f"{what} contain NaN or inf in rows [{shown}]")
     return arr
+
+
+def as_row_indices(rows: ArrayLike, n: int, what: str = "rows") -> NDArray[np.intp]:
+    """Integer indices (negative ones count from the end) or a boolean mask over ``n`` rows ->
+    sorted unique non-negative indices. An empty list selects nothing."""
+    arr = np.asarray(rows)
+    if arr.dtype == np.bool_:
+        if arr.shape != (n,):
+            raise ValueError(f"{what}: a mask must have shape ({n},), got {arr.shape}")
+        return np.flatnonzero(arr)
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.intp)
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{what} must be integer indices or a boolean mask, got dtype {arr.dtype}")
+    idx = arr.astype(np.intp).reshape(-1)
+    if idx.min() < -n or idx.max() >= n:
+        raise ValueError(f"{what}: indices {idx.tolist()} out of range for {n} rows")
+    return np.unique(idx % n)

@@ -1,0 +1,110 @@
+"""The loop reference for the batch agents: one single-agent CALF controller per agent.
+
+``PerAgentLoop(controller)`` has the batch-agent interface of ``CALFController``
+(``select_action_batch_codes``, ``select_action_batch``, ``add_batch_agents``,
+``remove_batch_agents``, ``reset_batch_agents``, ``num_batch_agents``) but runs each agent through
+the plain ``select_action`` of its own controller: N actor and N critic forwards per call. It is
+the oracle the batched path is tested against, and the "calf" reference path the visual trainer
+can select (``--reference calf``).
+
+Every per-agent controller shares the parent's networks (``td3``) and the parent's batch
+generators: ``batch_noise_rng`` as its exploration-noise stream and ``batch_relax_rng`` as its
+relax stream. Agent i draws its noise row (action_dim numbers) and, only when uncertified, one
+relax number, in agent order: exactly the draws the batched path makes with
+``normal(size=(N, action_dim))`` and ``random(k)`` for its k uncertified rows in row order. So a
+loop and a batch controller with the same weights and identically seeded generators agree.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from calf.controller import MODES, CALFController, mode_names
+from calf.validation import as_row_indices, as_state_batch
+
+
+class PerAgentLoop:
+    """N single-agent ``CALFController``s looped over, sharing ``controller``'s networks and
+    batch generators. CALF parameters (nu_bar, kappa, lambda_relax, the initial P_relax) are
+    copied from ``controller`` when an agent is created."""
+
+    def __init__(self, controller: CALFController) -> None:
+        self.controller = controller
+        self.agents: list[CALFController] = []
+
+    def _new_agent(self) -> CALFController:
+        c = self.controller
+        return CALFController(
+            c.state_dim,
+            c.action_dim,
+            c.max_action,
+            c.nominal_policy,
+            nu_bar=c.nu_bar,
+            kappa_low_coef=c.kappa_low_coef,
+            kappa_up_coef=c.kappa_up_coef,
+            lambda_relax=c.lambda_relax,
+            relax_prob_init=c.relax_prob_init,
+            noise_rng=c.batch_noise_rng,
+            relax_rng=c.batch_relax_rng,
+            batch_noise_rng=c.batch_noise_rng,
+            batch_relax_rng=c.batch_relax_rng,
+            td3=c.td3,
+        )
+
+    @property
+    def num_batch_agents(self) -> int:
+        return len(self.agents)
+
+    def add_batch_agents(self, n: int) -> None:
+        """Append ``n`` fresh agents."""
+        if n < 0:
+            raise ValueError(f"cannot add {n} agents")
+        self.agents.extend(self._new_agent() for _ in range(n))
+
+    def remove_batch_agents(self, rows: ArrayLike) -> None:
+        """Remove agents (indices or a boolean mask); the others keep their order and state."""
+        drop = set(as_row_indices(rows, len(self.agents), "batch agent rows").tolist())
+        self.agents = [a for i, a in enumerate(self.agents) if i not in drop]
+
+    def reset_batch_agents(self, rows: ArrayLike) -> None:
+        """Forget the certificates of the given agents (their episode ended)."""
+        for i in as_row_indices(rows, len(self.agents), "batch agent rows"):
+            self.agents[i].reset_certificate()
+
+    def set_relax_probability(self, p: float) -> None:
+        """P_relax = ``p`` for every agent and for agents added later, as
+        ``CALFController.set_relax_probability`` does for the batch agents."""
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"P_relax must lie in [0, 1], got {p}")
+        for agent in self.agents:
+            agent.P_relax = agent.relax_prob_init = float(p)
+        self.controller.set_relax_probability(p)
+
+    def select_action_batch_codes(
+        self, states: ArrayLike, exploration_noise: float = 0.0
+    ) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
+        """Agent i acts on row i with ``select_action``: (actions (N, action_dim), codes (N,))."""
+        c = self.controller
+        s = as_state_batch(states, c.state_dim)
+        n = len(s)
+        if n < len(self.agents):
+            raise ValueError(
+                f"got {n} states for {len(self.agents)} batch agents; remove agents explicitly "
+                "with remove_batch_agents()"
+            )
+        self.add_batch_agents(n - len(self.agents))
+        actions = np.zeros((n, c.action_dim), dtype=np.float64)
+        codes = np.zeros(n, dtype=np.int8)
+        for i, agent in enumerate(self.agents):
+            action, mode = agent.select_action(s[i], exploration_noise, return_mode=True)
+            actions[i] = action
+            codes[i] = MODES.index(mode)
+        return actions, codes
+
+    def select_action_batch(
+        self, states: ArrayLike, exploration_noise: float = 0.0, return_modes: bool = False
+    ) -> NDArray[np.float64] | tuple[NDArray[np.float64], list[str]]:
+        """Actions for N agents; with ``return_modes``, also their modes."""
+        actions, codes = self.select_action_batch_codes(states, exploration_noise)
+        return (actions, mode_names(codes)) if return_modes else actions

@@ -1,0 +1,103 @@
+"""ReplayBuffer: a preallocated float32 ring; samples come back as tensors on the device."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from calf import ReplayBuffer
+
+
+def transition(i: int) -> tuple:
+    return [i, -i], [0.5 * i], float(-i), [i + 1, -i - 1], i % 2 == 0
+
+
+def test_storage_is_preallocated_float32() -> None:
+    replay = ReplayBuffer(3, 2, capacity=7)
+    for arr, shape in (
+        (replay.state, (7, 3)),
+        (replay.action, (7, 2)),
+        (replay.reward, (7, 1)),
+        (replay.next_state, (7, 3)),
+        (replay.not_done, (7, 1)),
+    ):
+        assert arr.shape == shape and arr.dtype == np.float32
+    assert len(replay) == 0
+
+
+def test_add_stores_the_transition_and_not_done() -> None:
+    replay = ReplayBuffer(2, 1, capacity=4)
+    replay.add(*transition(2))
+    replay.add(*transition(3))
+    assert len(replay) == 2
+    assert replay.state[:2].tolist() == [[2, -2], [3, -3]]
+    assert replay.action[:2, 0].tolist() == [1.0, 1.5]
+    assert replay.reward[:2, 0].tolist() == [-2.0, -3.0]
+    assert replay.next_state[1].tolist() == [4, -4]
+    assert replay.not_done[:2, 0].tolist() == [0.0, 1.0]  # done (even i) -> 0
+
+
+def test_ring_wraps_around_overwriting_the_oldest() -> None:
+    replay = ReplayBuffer(2, 1, capacity=5)
+    ids = []
+    for i in range(13):
+        replay.add(*transition(i))
+        ids.append(i)
+        assert len(replay) == min(i + 1, 5)
+    # Slots hold the last 5 transitions (8..12), slot k holding the one with i % 5 == k.
+    held = sorted(replay.state[:, 0].astype(int).tolist())
+    assert held == ids[-5:]
+    for k in range(5):
+        assert int(replay.state[k, 0]) % 5 == k
+    assert replay._next == 13 % 5
+
+
+def test_sample_shapes_dtypes_and_device() -> None:
+    replay = ReplayBuffer(2, 1, capacity=50)
+    for i in range(30):
+        replay.add(*transition(i))
+    s, a, r, s2, nd = replay.sample(16, "cpu", np.random.default_rng(0))
+    assert s.shape == (16, 2) and a.shape == (16, 1) and r.shape == (16, 1)
+    assert s2.shape == (16, 2) and nd.shape == (16, 1)
+    for t in (s, a, r, s2, nd):
+        assert isinstance(t, torch.Tensor) and t.dtype == torch.float32
+        assert t.device.type == "cpu"
+    # Rows stay aligned: every sampled row is one stored transition.
+    i = s[:, 0].numpy().astype(int)
+    assert (s[:, 1].numpy() == -i).all() and (r[:, 0].numpy() == -i).all()
+    assert (s2[:, 0].numpy() == i + 1).all()
+    assert (nd[:, 0].numpy() == (i % 2 == 1)).all()
+    assert (i < 30).all()
+
+
+def test_sample_only_from_filled_slots_and_reproducibly() -> None:
+    replay = ReplayBuffer(2, 1, capacity=100)
+    for i in range(1, 4):
+        replay.add(*transition(i))
+    s, *_ = replay.sample(200, rng=np.random.default_rng(1))
+    assert set(s[:, 0].numpy().astype(int).tolist()) == {1, 2, 3}
+    again, *_ = replay.sample(200, rng=np.random.default_rng(1))
+    assert torch.equal(s, again)
+
+
+def test_sample_returned_tensors_do_not_alias_storage() -> None:
+    replay = ReplayBuffer(2, 1, capacity=10)
+    replay.add(*transition(1))
+    s, *_ = replay.sample(1, rng=np.random.default_rng(0))
+    s += 100
+    assert replay.state[0].tolist() == [1, -1]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_sample_on_cuda() -> None:
+    replay = ReplayBuffer(2, 1, capacity=10)
+    replay.add(*transition(1))
+    assert all(t.device.type == "cuda" for t in replay.sample(4, "cuda"))
+
+
+def test_bad_capacity_and_empty_sample() -> None:
+    with pytest.raises(ValueError, match="capacity must be positive"):
+        ReplayBuffer(2, 1, capacity=0)
+    with pytest.raises(ValueError, match="empty replay buffer"):
+        ReplayBuffer(2, 1, capacity=3).sample(1)
