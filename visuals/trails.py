@@ -1,0 +1,654 @@
+"""Agent trails: the per-agent reference (``LineTrail``) and every trail in one mesh.
+
+Two implementations of one interface (``TrailSet``) so the visual trainer can swap them
+(``--reference trails``):
+
+- ``LineTrailGroup``: one ``LineTrail`` per agent, the seed behaviour kept as the reference path
+  and the test oracle. Each trail groups its points into runs of equal mode, draws each run as its
+  own Entity (own mesh, own colour, so one draw call each) and regenerates those meshes from
+  Python lists every ``rebuild_every`` points.
+- ``BatchedTrailRenderer``: one Geom for all agents, one draw call for any N. Agent ``a`` owns
+  the vertex rows ``a*P .. a*P+P-1`` (``P = max_points``) used as a ring, and the segment rows
+  ``a*P .. a*P+P-1`` of one indexed ``GeomLines``: segment ``j`` joins ring slot ``j`` to slot
+  ``j+1 mod P`` while both hold consecutive points of the trail, and is degenerate (both indices
+  equal, zero length, draws nothing) otherwise, in particular the one that would join the newest
+  point back to the oldest. A push writes, vectorised over agents, the new vertex of every agent
+  that keeps a point (position and mode colour, one interleaved row) and two segments per such
+  agent (newest-but-one -> newest becomes real, newest -> next is made degenerate), directly into
+  the Panda3D buffers through numpy views over their memory: no mesh regeneration, no per-agent
+  or per-point Python loop. Per-vertex colours carry the modes, so mode switches cost nothing.
+
+Buffer-write accounting (``mesh_updates``): +1 each time the vertex array (positions and colours
+interleaved in ONE ``GeomVertexArrayData``, so one upload) is modified: once per push that keeps
+at least one point, once per add/remove of agents. Index-array writes are counted apart in
+``index_updates`` (at most one per push as well). ``clear`` only rewrites indices.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from visuals.palette import (
+    MODE_COLORS,
+    TRAINING_AGENT_CERTIFIED,
+    TRAINING_AGENT_FALLBACK,
+    TRAINING_AGENT_RELAX,
+)
+
+# The training agent keeps its own colours (rows follow the mode codes 0 td3, 1 relax, 2 fallback).
+TRAINING_MODE_COLORS = np.array(
+    [TRAINING_AGENT_CERTIFIED, TRAINING_AGENT_RELAX, TRAINING_AGENT_FALLBACK], dtype=np.float32
+)
+
+# One interleaved vertex: float32 x, y, z then RGBA as uint8 (16 bytes, matches _vertex_format()).
+VERTEX_DTYPE = np.dtype([("position", "<f4", (3,)), ("color", "u1", (4,))])
+
+
+def uniform_mode_colors(color: Sequence[float], n_modes: int = 3) -> NDArray[np.float32]:
+    """A mode-colour table that draws every mode in one colour (e.g. the Q-certificate timeline)."""
+    rgba = np.asarray(color, dtype=np.float32)
+    if rgba.shape != (4,):
+        raise ValueError(f"color must be RGBA (4,), got shape {rgba.shape}")
+    return np.tile(rgba, (n_modes, 1))
+
+
+def colors_to_uint8(colors: ArrayLike) -> NDArray[np.uint8]:
+    """RGBA floats in [0, 1] -> uint8, the way they are stored in the vertex buffers."""
+    c = np.asarray(colors, dtype=np.float64)
+    if c.ndim < 1 or c.shape[-1] != 4:
+        raise ValueError(f"colours must have 4 (RGBA) components, got shape {c.shape}")
+    if not np.all(np.isfinite(c)):
+        raise ValueError("colours contain NaN or inf")
+    return np.round(np.clip(c, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _mode_table(mode_colors: ArrayLike) -> NDArray[np.float32]:
+    table = np.asarray(mode_colors, dtype=np.float32)
+    if table.ndim != 2 or table.shape[1] != 4 or table.shape[0] < 1:
+        raise ValueError(f"mode_colors must be (n_modes, 4) RGBA rows, got shape {table.shape}")
+    if table.shape[0] > 127:
+        raise ValueError(f"at most 127 modes (stored as int8), got {table.shape[0]}")
+    return table
+
+
+def _check_positive_int(name: str, value: int) -> int:
+    if int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _check_thickness(thickness: float) -> float:
+    if not np.isfinite(thickness) or thickness <= 0:
+        raise ValueError(f"thickness must be a positive number, got {thickness!r}")
+    return float(thickness)
+
+
+def _check_zoom(zoom: float) -> float:
+    if not np.isfinite(zoom) or zoom <= 0:
+        raise ValueError(f"zoom must be a positive number, got {zoom!r}")
+    return float(zoom)
+
+
+def select_ids(ids: ArrayLike, n: int) -> NDArray[np.int64]:
+    """Agent indices (any order, repeats allowed) or a bool mask of length ``n`` -> sorted unique
+    int64 indices; ValueError when out of range or the mask has the wrong length."""
+    a = np.asarray(ids)
+    if a.dtype == bool:
+        if a.shape != (n,):
+            raise ValueError(f"bool mask must have shape ({n},), got {a.shape}")
+        return np.flatnonzero(a).astype(np.int64)
+    a = a.reshape(-1)
+    if a.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if not np.issubdtype(a.dtype, np.integer):
+        if not np.issubdtype(a.dtype, np.floating) or np.any(a != np.round(a)):
+            raise ValueError(f"agent ids must be integers or a bool mask, got dtype {a.dtype}")
+    out = np.unique(a.astype(np.int64))
+    if out[0] < 0 or out[-1] >= n:
+        raise ValueError(f"agent ids must lie in [0, {n}), got {out[0]}..{out[-1]}")
+    return out
+
+
+def check_push(
+    positions: ArrayLike, modes: ArrayLike, n_agents: int, n_modes: int
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    """Validated (n_agents, 3) float32 positions and (n_agents,) int64 mode codes."""
+    pos = np.asarray(positions, dtype=np.float32)
+    if pos.shape != (n_agents, 3):
+        raise ValueError(f"positions must have shape ({n_agents}, 3), got {pos.shape}")
+    if not np.all(np.isfinite(pos)):
+        raise ValueError("positions contain NaN or inf")
+    m = np.asarray(modes)
+    if m.shape != (n_agents,):
+        raise ValueError(f"modes must have shape ({n_agents},), got {m.shape}")
+    if m.size and not np.issubdtype(m.dtype, np.integer):
+        raise ValueError(f"modes must be integer mode codes, got dtype {m.dtype}")
+    m = m.astype(np.int64, copy=False)
+    if m.size and (m.min() < 0 or m.max() >= n_modes):
+        raise ValueError(f"mode codes must lie in [0, {n_modes}), got {m.min()}..{m.max()}")
+    return pos, m
+
+
+@runtime_checkable
+class TrailSet(Protocol):
+    """What the visual trainer needs from a set of trails (both implementations satisfy it)."""
+
+    num_agents: int
+    mesh_updates: int
+    entity: Any
+
+    def add_agents(self, n: int) -> None: ...
+    def remove_agents(self, ids: ArrayLike) -> None: ...
+    def clear(self, ids: ArrayLike) -> None: ...
+    def push(self, positions: np.ndarray, modes: np.ndarray) -> None: ...
+    def polyline(self, agent: int) -> tuple[np.ndarray, np.ndarray]: ...
+    def set_zoom(self, zoom: float) -> None: ...
+    def set_visible(self, visible: bool) -> None: ...
+    def destroy(self) -> None: ...
+
+
+# --------------------------------------------------------------------------------------------
+# Reference: one LineTrail per agent
+# --------------------------------------------------------------------------------------------
+
+
+class LineTrail:
+    """One agent's trail, the seed behaviour: a ring of points and modes, decimation, and one
+    Entity per run of equal mode (up to ``max_segments``, the newest runs win), each with its own
+    mesh and colour, regenerated from Python lists every ``rebuild_every`` kept points."""
+
+    def __init__(
+        self,
+        max_points: int = 600,
+        decimation: int = 1,
+        rebuild_every: int = 1,
+        mode_colors: ArrayLike = MODE_COLORS,
+        thickness: float = 2.0,
+        parent: Any = None,
+        max_segments: int = 50,
+    ) -> None:
+        from ursina import Entity, scene
+
+        self.max_points = _check_positive_int("max_points", max_points)
+        self.decimation = _check_positive_int("decimation", decimation)
+        self.rebuild_every = _check_positive_int("rebuild_every", rebuild_every)
+        self.max_segments = _check_positive_int("max_segments", max_segments)
+        self.thickness = _check_thickness(thickness)
+        self.mode_colors = _mode_table(mode_colors)
+        self.entity = Entity(parent=parent if parent is not None else scene)
+        self._points: deque[tuple[float, float, float]] = deque(maxlen=self.max_points)
+        self._modes: deque[int] = deque(maxlen=self.max_points)
+        self._segments: list[Any] = []  # pooled segment entities, surplus ones hidden
+        self._pushes = 0  # since creation or clear, for decimation
+        self._since_rebuild = 0
+        self.mesh_updates = 0  # segment meshes regenerated
+
+    @property
+    def points(self) -> NDArray[np.float32]:
+        """Kept points, oldest first, (k, 3) float32."""
+        return np.array(self._points, dtype=np.float32).reshape(-1, 3)
+
+    @property
+    def modes(self) -> NDArray[np.int64]:
+        """Mode codes of the kept points, oldest first, (k,)."""
+        return np.array(self._modes, dtype=np.int64)
+
+    @property
+    def segment_entities(self) -> list[Any]:
+        """The pooled segment entities (hidden ones are not drawn)."""
+        return list(self._segments)
+
+    def _append(self, position: ArrayLike, mode: int) -> bool:
+        keep = self._pushes % self.decimation == 0
+        self._pushes += 1
+        if not keep:
+            return False
+        p = np.asarray(position, dtype=np.float32).reshape(-1)
+        if p.shape != (3,) or not np.all(np.isfinite(p)):
+            raise ValueError(f"position must be 3 finite numbers, got {position!r}")
+        m = int(mode)
+        if m != mode or not 0 <= m < len(self.mode_colors):
+            raise ValueError(f"mode must be an integer in [0, {len(self.mode_colors)}), got {mode}")
+        self._points.append((float(p[0]), float(p[1]), float(p[2])))
+        self._modes.append(m)
+        self._since_rebuild += 1
+        return True
+
+    def add_point(self, position: ArrayLike, mode: int) -> None:
+        """Record one step (kept if it is a multiple of ``decimation``); rebuild when due."""
+        if self._append(position, mode) and self._since_rebuild >= self.rebuild_every:
+            self.rebuild()
+
+    def extend(self, positions: ArrayLike, modes: ArrayLike) -> None:
+        """Many steps at once, (T, 3) and (T,): the same points as T ``add_point`` calls, one
+        rebuild at the end (used to fill trails quickly)."""
+        pos = np.asarray(positions, dtype=np.float32).reshape(-1, 3)
+        m = np.asarray(modes).reshape(-1)
+        if len(pos) != len(m):
+            raise ValueError(f"{len(pos)} positions but {len(m)} modes")
+        kept = False
+        for p, mode in zip(pos, m, strict=True):
+            kept = self._append(p, int(mode)) or kept
+        if kept:
+            self.rebuild()
+
+    def clear(self) -> None:
+        """Forget every point (episode ended); the next point is kept."""
+        self._points.clear()
+        self._modes.clear()
+        self._pushes = 0
+        self.rebuild()
+
+    def _runs(self) -> list[tuple[int, int, int]]:
+        """(mode, start, stop) of each run of equal modes, oldest first."""
+        modes = np.array(self._modes, dtype=np.int64)
+        if modes.size == 0:
+            return []
+        cuts = np.flatnonzero(np.diff(modes)) + 1
+        starts = np.concatenate([[0], cuts])
+        stops = np.concatenate([cuts, [modes.size]])
+        return [(int(modes[s]), int(s), int(e)) for s, e in zip(starts, stops, strict=True)]
+
+    def rebuild(self) -> None:
+        """Regenerate every drawn segment mesh from the point lists (the reference's cost)."""
+        from ursina import Entity, Mesh, Vec3, Vec4
+
+        self._since_rebuild = 0
+        points = list(self._points)
+        runs = self._runs()[-self.max_segments :]
+        used = 0
+        for mode, start, stop in runs:
+            # A run also reaches the first point of the next run, so the trail stays connected.
+            verts = [Vec3(*p) for p in points[start : min(stop + 1, len(points))]]
+            if len(verts) < 2:
+                continue
+            color = Vec4(*(float(c) for c in self.mode_colors[mode]))
+            if used < len(self._segments):
+                seg = self._segments[used]
+                seg.model.vertices = verts
+                seg.model.generate()
+                seg.color = color
+                seg.visible = True
+            else:
+                mesh = Mesh(vertices=verts, mode="line", thickness=self.thickness, static=False)
+                seg = Entity(parent=self.entity, model=mesh, color=color)
+                self._segments.append(seg)
+            self.mesh_updates += 1
+            used += 1
+        for seg in self._segments[used:]:
+            if seg.visible:
+                seg.visible = False
+
+    def destroy(self) -> None:
+        from ursina import destroy
+
+        destroy(self.entity)
+        self._segments = []
+
+
+class LineTrailGroup:
+    """N ``LineTrail`` objects behind the ``TrailSet`` interface: the reference path."""
+
+    def __init__(
+        self,
+        max_points: int = 600,
+        decimation: int = 1,
+        mode_colors: ArrayLike = MODE_COLORS,
+        thickness: float = 2.0,
+        parent: Any = None,
+        rebuild_every: int = 1,
+    ) -> None:
+        from ursina import Entity, scene
+
+        self.max_points = _check_positive_int("max_points", max_points)
+        self.decimation = _check_positive_int("decimation", decimation)
+        self.rebuild_every = _check_positive_int("rebuild_every", rebuild_every)
+        self.thickness = _check_thickness(thickness)
+        self.mode_colors = _mode_table(mode_colors)
+        self.entity = Entity(parent=parent if parent is not None else scene)
+        self.trails: list[LineTrail] = []
+        self._retired_updates = 0  # mesh updates of removed trails keep counting
+
+    @property
+    def num_agents(self) -> int:
+        return len(self.trails)
+
+    @property
+    def mesh_updates(self) -> int:
+        return self._retired_updates + sum(t.mesh_updates for t in self.trails)
+
+    def add_agents(self, n: int) -> None:
+        """Append ``n`` empty trails."""
+        if int(n) != n or n < 0:
+            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        for _ in range(int(n)):
+            self.trails.append(
+                LineTrail(
+                    self.max_points,
+                    self.decimation,
+                    self.rebuild_every,
+                    self.mode_colors,
+                    self.thickness,
+                    parent=self.entity,
+                )
+            )
+
+    def remove_agents(self, ids: ArrayLike) -> None:
+        """Destroy these trails; the others keep their order."""
+        drop = set(select_ids(ids, self.num_agents).tolist())
+        kept = []
+        for i, trail in enumerate(self.trails):
+            if i in drop:
+                self._retired_updates += trail.mesh_updates
+                trail.destroy()
+            else:
+                kept.append(trail)
+        self.trails = kept
+
+    def clear(self, ids: ArrayLike) -> None:
+        for i in select_ids(ids, self.num_agents):
+            self.trails[i].clear()
+
+    def push(self, positions: np.ndarray, modes: np.ndarray) -> None:
+        """One step for every agent: each trail adds (and maybe rebuilds) on its own."""
+        pos, m = check_push(positions, modes, self.num_agents, len(self.mode_colors))
+        for trail, p, mode in zip(self.trails, pos, m, strict=True):
+            trail.add_point(p, int(mode))
+
+    def extend(self, positions: ArrayLike, modes: ArrayLike) -> None:
+        """T steps at once, (T, N, 3) and (T, N): the same trails as T pushes, one rebuild each."""
+        pos = np.asarray(positions, dtype=np.float32)
+        m = np.asarray(modes)
+        if pos.ndim != 3 or pos.shape[1:] != (self.num_agents, 3) or m.shape != pos.shape[:2]:
+            raise ValueError(
+                f"extend needs (T, {self.num_agents}, 3) positions and (T, {self.num_agents}) "
+                f"modes, got {pos.shape} and {m.shape}"
+            )
+        for i, trail in enumerate(self.trails):
+            trail.extend(pos[:, i], m[:, i])
+
+    def polyline(self, agent: int) -> tuple[np.ndarray, np.ndarray]:
+        trail = self.trails[agent]
+        return trail.points, trail.modes
+
+    def set_zoom(self, zoom: float) -> None:
+        self.entity.set_scale(_check_zoom(zoom))
+
+    def set_visible(self, visible: bool) -> None:
+        if visible:
+            self.entity.show()
+        else:
+            self.entity.hide()
+
+    def destroy(self) -> None:
+        from ursina import destroy
+
+        destroy(self.entity)
+        self.trails = []
+
+
+# --------------------------------------------------------------------------------------------
+# Batched: every trail in one Geom
+# --------------------------------------------------------------------------------------------
+
+
+def _vertex_format() -> Any:
+    """Position float32 x3 and colour uint8 x4, interleaved in one array (one upload)."""
+    from panda3d.core import Geom, GeomVertexArrayFormat, GeomVertexFormat
+
+    array = GeomVertexArrayFormat()
+    array.add_column("vertex", 3, Geom.NT_float32, Geom.C_point)
+    array.add_column("color", 4, Geom.NT_uint8, Geom.C_color)
+    fmt = GeomVertexFormat.register_format(GeomVertexFormat(array))
+    if fmt.get_array(0).get_stride() != VERTEX_DTYPE.itemsize:
+        raise RuntimeError("unexpected Panda3D vertex layout")
+    return fmt
+
+
+def make_geom_node(name: str, primitive: Any, rows: int) -> tuple[Any, Any, Any]:
+    """A GeomNode holding one Geom of ``rows`` zeroed interleaved vertices and ``primitive``;
+    returns (node, vertex data, primitive) as held by the node (writes go straight to them)."""
+    from panda3d.core import Geom, GeomNode, GeomVertexData, OmniBoundingVolume
+
+    vdata = GeomVertexData(name, _vertex_format(), Geom.UH_dynamic)
+    vdata.set_num_rows(rows)
+    geom = Geom(vdata)
+    geom.add_primitive(primitive)
+    # Fixed bounds: otherwise every modification rescans all vertices for a bounding volume.
+    geom.set_bounds(OmniBoundingVolume())
+    node = GeomNode(name)
+    node.add_geom(geom)
+    node.set_bounds(OmniBoundingVolume())
+    node.set_final(True)
+    held = node.modify_geom(0)
+    return node, held.modify_vertex_data(), held.modify_primitive(0)
+
+
+def vertex_view(vdata: Any) -> NDArray[np.void]:
+    """A writable structured numpy view (VERTEX_DTYPE) over the vertex array's own memory;
+    taking it marks the array modified, so Panda3D uploads it once before the next draw."""
+    return np.frombuffer(memoryview(vdata.modify_array(0)), dtype=VERTEX_DTYPE)
+
+
+class BatchedTrailRenderer:
+    """Every agent's trail in one Geom (one draw call); in-place, vectorised ring updates."""
+
+    def __init__(
+        self,
+        max_agents: int,
+        max_points: int,
+        decimation: int = 1,
+        mode_colors: ArrayLike = MODE_COLORS,
+        thickness: float = 2.0,
+        parent: Any = None,
+    ) -> None:
+        from panda3d.core import ColorAttrib, Geom, GeomLines, GeomVertexArrayData
+        from ursina import Entity, scene
+
+        if int(max_agents) != max_agents or max_agents < 0:
+            raise ValueError(f"max_agents must be a non-negative integer, got {max_agents!r}")
+        self.max_points = _check_positive_int("max_points", max_points)
+        self.decimation = _check_positive_int("decimation", decimation)
+        self.thickness = _check_thickness(thickness)
+        self.mode_colors = _mode_table(mode_colors)
+        self._lut = colors_to_uint8(self.mode_colors)
+        self.capacity = max(int(max_agents), 1)
+        self.num_agents = 0
+        self.mesh_updates = 0  # vertex-array writes (uploads)
+        self.index_updates = 0  # index-array writes
+        cap = self.capacity
+        self._head = np.zeros(cap, dtype=np.int64)  # next ring slot to write
+        self._count = np.zeros(cap, dtype=np.int64)  # points in the ring (<= P)
+        self._pushes = np.zeros(cap, dtype=np.int64)  # pushes since add/clear (decimation)
+        self._modes = np.zeros((cap, self.max_points), dtype=np.int8)  # mode of each ring slot
+
+        prim = GeomLines(Geom.UH_dynamic)
+        prim.set_index_type(Geom.NT_uint32)
+        self.entity = Entity(parent=parent if parent is not None else scene)
+        node, self._vdata, self._prim = make_geom_node("batched_trails", prim, 0)
+        self._vdata.reserve_num_rows(self.capacity * self.max_points)
+        self._prim.modify_vertices().reserve_num_rows(2 * self.capacity * self.max_points)
+        fmt = self._prim.get_vertices().get_array_format()
+        self._no_minmax = GeomVertexArrayData(fmt, Geom.UH_static)
+        self.node = self.entity.attach_new_node(node)
+        # Vertex colours win over any flat colour an ancestor sets.
+        self.node.set_attrib(ColorAttrib.make_vertex(), 1)
+        self.node.set_render_mode_thickness(self.thickness)
+        self.node.set_light_off(1)
+
+    # -- buffer access ---------------------------------------------------------------------
+
+    def _index_view(self) -> NDArray[np.uint32]:
+        """Writable (segments, 2) view over the index array; marks it modified."""
+        return np.frombuffer(memoryview(self._prim.modify_vertices()), dtype=np.uint32).reshape(
+            -1, 2
+        )
+
+    def _indices_written(self) -> None:
+        self.index_updates += 1
+        rows = self.num_agents * self.max_points
+        if rows:
+            # Every index lies in [0, rows): tell Panda3D so instead of letting it rescan all
+            # 2*N*P indices before the next draw (the per-strip mins/maxs only matter for strip
+            # primitives, hence the empty arrays).
+            self._prim.set_minmax(0, rows - 1, self._no_minmax, self._no_minmax)
+
+    def _degenerate_segments(self, agents: NDArray[np.int64]) -> NDArray[np.uint32]:
+        """(len(agents) * P, 2) index rows that make every segment of these slots empty."""
+        rows = (agents[:, None] * self.max_points + np.arange(self.max_points)).reshape(-1)
+        return np.repeat(rows.astype(np.uint32)[:, None], 2, axis=1)
+
+    def _grow(self, need: int) -> None:
+        new_cap = max(need, 2 * self.capacity)
+        for name in ("_head", "_count", "_pushes", "_modes"):
+            old = getattr(self, name)
+            grown = np.zeros((new_cap, *old.shape[1:]), dtype=old.dtype)
+            grown[: len(old)] = old
+            setattr(self, name, grown)
+        self.capacity = new_cap
+        self._vdata.reserve_num_rows(new_cap * self.max_points)
+        self._prim.modify_vertices().reserve_num_rows(2 * new_cap * self.max_points)
+
+    # -- TrailSet --------------------------------------------------------------------------
+
+    def add_agents(self, n: int) -> None:
+        """Append ``n`` empty trails (grows the buffers when past capacity)."""
+        if int(n) != n or n < 0:
+            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        n = int(n)
+        if n == 0:
+            return
+        old, new = self.num_agents, self.num_agents + n
+        if new > self.capacity:
+            self._grow(new)
+        P = self.max_points
+        fresh = np.arange(old, new)
+        self._head[fresh] = 0
+        self._count[fresh] = 0
+        self._pushes[fresh] = 0
+        self._modes[fresh] = 0
+        self._vdata.set_num_rows(new * P)
+        v = vertex_view(self._vdata)
+        v[old * P :] = np.zeros(1, dtype=VERTEX_DTYPE)
+        self.mesh_updates += 1
+        self._prim.modify_vertices().set_num_rows(2 * new * P)
+        self.num_agents = new
+        self._index_view()[old * P :] = self._degenerate_segments(fresh)
+        self._indices_written()
+
+    def remove_agents(self, ids: ArrayLike) -> None:
+        """Drop these trails; the rest keep their order and move down into contiguous slots."""
+        drop = select_ids(ids, self.num_agents)
+        if drop.size == 0:
+            return
+        keep_mask = np.ones(self.num_agents, dtype=bool)
+        keep_mask[drop] = False
+        keep = np.flatnonzero(keep_mask)
+        m, P = keep.size, self.max_points
+        for arr in (self._head, self._count, self._pushes, self._modes):
+            arr[:m] = arr[keep]
+        v = vertex_view(self._vdata).reshape(self.num_agents, P)
+        v[:m] = v[keep]
+        idx = self._index_view().reshape(self.num_agents, P, 2)
+        shift = ((np.arange(m) - keep) * P).astype(np.int64)[:, None, None]
+        idx[:m] = (idx[keep].astype(np.int64) + shift).astype(np.uint32)
+        del v, idx
+        self._vdata.set_num_rows(m * P)
+        self.mesh_updates += 1
+        self._prim.modify_vertices().set_num_rows(2 * m * P)
+        self.num_agents = m
+        self._indices_written()
+
+    def clear(self, ids: ArrayLike) -> None:
+        """Empty these trails (episode ended): their segments become degenerate."""
+        agents = select_ids(ids, self.num_agents)
+        if agents.size == 0:
+            return
+        self._head[agents] = 0
+        self._count[agents] = 0
+        self._pushes[agents] = 0
+        P = self.max_points
+        rows = (agents[:, None] * P + np.arange(P)).reshape(-1)
+        self._index_view()[rows] = self._degenerate_segments(agents)
+        self._indices_written()
+
+    def push(self, positions: np.ndarray, modes: np.ndarray) -> None:
+        """One step for every agent: write the kept agents' new vertices and two segments each."""
+        pos, m = check_push(positions, modes, self.num_agents, len(self._lut))
+        n, P = self.num_agents, self.max_points
+        if n == 0:
+            return
+        if self.decimation == 1:
+            ids = np.arange(n)
+        else:
+            ids = np.flatnonzero(self._pushes[:n] % self.decimation == 0)
+        self._pushes[:n] += 1
+        if ids.size == 0:
+            return
+        head, count = self._head[ids], self._count[ids]
+        base = ids * P
+        row = base + head
+        v = vertex_view(self._vdata)
+        v["position"][row] = pos[ids]
+        v["color"][row] = self._lut[m[ids]]
+        self.mesh_updates += 1
+        idx = self._index_view()
+        prev = base + (head - 1) % P
+        had = count > 0
+        # newest-but-one -> newest becomes a real segment; newest -> next (the oldest point when
+        # the ring is full) becomes degenerate. Order matters when P == 1 (the same segment).
+        idx[prev[had], 0] = prev[had]
+        idx[prev[had], 1] = row[had]
+        idx[row] = row[:, None]
+        self._indices_written()
+        self._modes[ids, head] = m[ids]
+        self._head[ids] = (head + 1) % P
+        self._count[ids] = np.minimum(count + 1, P)
+
+    def extend(self, positions: ArrayLike, modes: ArrayLike) -> None:
+        """T pushes, (T, N, 3) and (T, N) (used to fill trails)."""
+        pos = np.asarray(positions, dtype=np.float32)
+        m = np.asarray(modes)
+        if pos.ndim != 3 or m.shape != pos.shape[:2]:
+            raise ValueError(f"extend needs (T, N, 3) and (T, N), got {pos.shape} and {m.shape}")
+        for t in range(len(pos)):
+            self.push(pos[t], m[t])
+
+    def polyline(self, agent: int) -> tuple[np.ndarray, np.ndarray]:
+        """This agent's trail, oldest first: points read from the vertex buffer and modes."""
+        if not 0 <= agent < self.num_agents:
+            raise ValueError(f"agent must lie in [0, {self.num_agents}), got {agent}")
+        P = self.max_points
+        c, h = int(self._count[agent]), int(self._head[agent])
+        slots = (h - c + np.arange(c)) % P
+        v = np.frombuffer(memoryview(self._vdata.get_array(0)), dtype=VERTEX_DTYPE)
+        return v["position"][agent * P + slots].copy(), self._modes[agent, slots].astype(np.int64)
+
+    def counts(self) -> NDArray[np.int64]:
+        """Points held by each agent's trail."""
+        return self._count[: self.num_agents].copy()
+
+    def set_zoom(self, zoom: float) -> None:
+        """Scale the whole trail layer about its parent's origin (O(1), no vertex rewrite)."""
+        self.entity.set_scale(_check_zoom(zoom))
+
+    def set_thickness(self, thickness: float) -> None:
+        self.thickness = _check_thickness(thickness)
+        self.node.set_render_mode_thickness(self.thickness)
+
+    def set_visible(self, visible: bool) -> None:
+        if visible:
+            self.node.show()
+        else:
+            self.node.hide()
+
+    def destroy(self) -> None:
+        from ursina import destroy
+
+        destroy(self.entity)
+        self.num_agents = 0
