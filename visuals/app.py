@@ -1,13 +1,681 @@
-"""``calf-train``: the visual trainer."""
+"""``calf-train``: watch CALF learn in 3D, in a window or headless.
+
+Each frame follows the data flow in ARCHITECTURE.md: one training step, the batched visual agents
+(their own CALF modes), one batched physics step, resets of finished rows, heights from the
+critic surface, trails, the periodic surface refresh and the cached panel. One
+``VisualTrainerApp`` object holds all state; nothing happens at import.
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REFERENCE_PATHS = ("calf", "interp", "stats", "trails")
+KEYS_HELP = (
+    "P pause | + / - add or remove an agent | H surface | G overlay | "
+    "F1 export profile | F2 profiler on/off | F3 reset profiler | "
+    "arrows orbit/tilt | Q / E zoom"
+)
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported as one line, exit status 2."""
+
+
+@dataclass
+class AppOptions:
+    algo: str = "calf"
+    agents: int | None = None  # None: the preset's number
+    preset: str = "medium"
+    episodes: int | None = None  # stop after this many training episodes
+    max_steps: int = 500  # training-agent episode length
+    seed: int = 0
+    device: str = "cpu"
+    resume: Path | None = None
+    eval: Path | None = None
+    headless: bool = False
+    frames: int | None = None  # stop after this many frames
+    warmup: int = 0  # frames excluded from the profile (perf runs)
+    size: tuple[int, int] = (1280, 720)
+    screenshot: Path | None = None
+    profile: Path | None = None
+    reference: frozenset[str] = field(default_factory=frozenset)
+    out: Path = Path("runs/latest")
+    learning_starts: int = 1000
+    checkpoint_every: int = 10  # episodes
+    plot_every: int = 5  # episodes
+    torch_threads: int = 1
+    progress: bool = True
+    save: bool = True  # reward plot, checkpoint and screenshot at exit
+    churn_every: int = 0  # perf soak: add or remove agents every k frames
+    series_every: int = 0  # perf soak: sample RSS and scene-node count every k frames
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 640x360, got {text!r}") from None
+    if w < 16 or h < 16:
+        raise argparse.ArgumentTypeError(f"size {w}x{h} is too small")
+    return w, h
+
+
+def _references(text: str) -> frozenset[str]:
+    names = {t.strip() for t in text.split(",") if t.strip()}
+    if names in ({"all"}, {"reference"}):
+        return frozenset(REFERENCE_PATHS)
+    if names in ({"none"}, set()):
+        return frozenset()
+    unknown = names - set(REFERENCE_PATHS)
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown reference path(s) {sorted(unknown)}; choose from "
+            f"{','.join(REFERENCE_PATHS)} or all"
+        )
+    return frozenset(names)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, no usage dump
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="calf-train", description="Watch CALF learn in 3D. Keys: " + KEYS_HELP)
+    p.add_argument("--algo", choices=("calf", "td3"), default="calf")
+    p.add_argument("--agents", type=_non_negative, help="visual agents (default: the preset's)")
+    p.add_argument("--preset", choices=("low", "medium", "high"), default="medium")
+    p.add_argument("--episodes", type=_positive, help="stop after this many training episodes")
+    p.add_argument("--max-steps", type=_positive, default=500, help="training episode length")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--resume", type=Path, metavar="PATH", help="continue from a checkpoint")
+    p.add_argument("--eval", type=Path, metavar="PATH", help="run a checkpoint, no learning")
+    p.add_argument("--headless", action="store_true", help="render offscreen (auto: no display)")
+    p.add_argument("--frames", type=_positive, help="stop after N frames")
+    p.add_argument("--warmup", type=_non_negative, default=0, help="frames left out of --profile")
+    p.add_argument("--size", type=_size, default=None, metavar="WxH")
+    p.add_argument("--screenshot", type=Path, metavar="PATH", help="PNG of the last frame")
+    p.add_argument("--profile", type=Path, metavar="PATH", help="profiler JSON at exit")
+    p.add_argument(
+        "--reference",
+        type=_references,
+        default=frozenset(),
+        metavar="LIST",
+        help="run optimisations on their loop reference: calf,interp,stats,trails or all",
+    )
+    p.add_argument("--out", type=Path, default=Path("runs/latest"), help="outputs folder")
+    p.add_argument("--learning-starts", type=_non_negative, default=1000)
+    p.add_argument("--checkpoint-every", type=_positive, default=10, metavar="EPISODES")
+    p.add_argument("--torch-threads", type=_positive, default=1)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-save", action="store_true", help="write no plot/checkpoint/screenshot")
+    p.add_argument(
+        "--churn",
+        type=_non_negative,
+        default=0,
+        metavar="FRAMES",
+        help="perf soak: add or remove agents every FRAMES frames",
+    )
+    p.add_argument(
+        "--series-every",
+        type=_non_negative,
+        default=0,
+        metavar="FRAMES",
+        help="perf soak: record RSS and scene nodes every FRAMES frames",
+    )
+    return p
+
+
+def has_display() -> bool:
+    return sys.platform in ("win32", "darwin") or bool(
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
+
+
+def parse_options(argv: list[str] | None = None) -> AppOptions:
+    """Command line -> AppOptions; UsageError with one line on bad input."""
+    a = build_parser().parse_args(argv)
+    if a.resume and a.eval:
+        raise UsageError("--resume and --eval exclude each other")
+    for flag, path in (("--resume", a.resume), ("--eval", a.eval)):
+        if path is not None and not path.is_file():
+            raise UsageError(f"{flag}: no such checkpoint file: {path}")
+    headless = a.headless or not has_display()
+    frames = a.frames
+    if headless and frames is None and a.episodes is None:
+        frames = 600  # a headless run always ends by itself
+    size = a.size or ((640, 360) if headless else (1280, 720))
+    out = a.out
+    return AppOptions(
+        algo=a.algo,
+        agents=a.agents,
+        preset=a.preset,
+        episodes=a.episodes,
+        max_steps=a.max_steps,
+        seed=a.seed,
+        device=a.device,
+        resume=a.resume,
+        eval=a.eval,
+        headless=headless,
+        frames=frames,
+        warmup=a.warmup,
+        size=size,
+        screenshot=a.screenshot or (out / "screenshot.png" if headless and not a.no_save else None),
+        profile=a.profile,
+        reference=a.reference,
+        out=out,
+        learning_starts=a.learning_starts,
+        checkpoint_every=a.checkpoint_every,
+        torch_threads=a.torch_threads,
+        progress=not a.no_progress,
+        save=not a.no_save,
+        churn_every=a.churn,
+        series_every=a.series_every,
+    )
+
+
+class VisualTrainerApp:
+    """The visual trainer: training agent, visual agents, scene, keys and outputs."""
+
+    def __init__(self, opts: AppOptions) -> None:
+        import torch
+
+        from calf.checkpoint import CheckpointError
+        from calf.envs import PointMassBatch, PointMassParams
+        from calf.reference import PerAgentLoop
+        from calf.trainer import AgentTrainer, TrainerConfig, make_controller
+        from perf.profiler import PerformanceProfiler
+        from visuals.config import preset
+
+        self.opts = opts
+        self.cfg = preset(opts.preset)
+        if opts.device == "cuda" and not torch.cuda.is_available():
+            raise UsageError("--device cuda: CUDA is not available on this machine")
+        torch.set_num_threads(opts.torch_threads)
+
+        # ---- learning side (calf/)
+        self.learning = opts.eval is None
+        tcfg = TrainerConfig(
+            algo=opts.algo,
+            seed=opts.seed,
+            device=opts.device,
+            env=PointMassParams(max_steps=opts.max_steps),
+            learning_starts=opts.learning_starts,
+            learn=self.learning,
+        )
+        controller = make_controller(tcfg)
+        source = opts.eval or opts.resume
+        if source is not None:
+            try:
+                controller.load(source)
+            except CheckpointError as exc:
+                raise UsageError(str(exc)) from None
+        if opts.eval is not None:
+            controller.set_relax_probability(0.0)
+        self.controller = controller
+        self.trainer = AgentTrainer(tcfg, controller)
+        self.policy: Any = PerAgentLoop(controller) if "calf" in opts.reference else controller
+        n_agents = self.cfg.n_agents if opts.agents is None else opts.agents
+        self.vis_env = PointMassBatch(
+            n_agents,
+            PointMassParams(max_steps=self.cfg.agent_max_steps),
+            rng=np.random.default_rng(opts.seed + 1),
+        )
+        self.policy.add_batch_agents(n_agents)
+
+        # ---- drawing side
+        self.profiler = PerformanceProfiler(enabled=True)
+        self._open_window()
+        from visuals.visualizer import TrainingVisualizer
+
+        self.viz = TrainingVisualizer(
+            self.cfg, controller.td3, reference=opts.reference, n_agents=n_agents
+        )
+        self._setup_camera()
+
+        self.paused = False
+        self.frame_index = 0
+        self.last_codes = np.zeros(n_agents, dtype=np.int8)
+        self.last_step_result: Any = None
+        self._last_plot_episode = 0
+        self._last_ckpt_episode = 0
+        self._fps_ema = 0.0
+        self._last_frame_t: float | None = None
+        self._update_done_t = 0.0
+        self._mesh_updates_seen = self.viz.mesh_updates()
+        self._forward_seen = (0, 0)
+        self.draw_calls = self.viz.draw_calls()
+        self.out = opts.out
+        self._done = False
+        self._churn_rng = np.random.default_rng(opts.seed + 2)
+        self._initial_agents = n_agents
+        self.series: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------ window
+    def _open_window(self) -> None:
+        from ursina import Entity, window
+
+        from visuals.offscreen import make_offscreen_app
+        from visuals.palette import BACKGROUND
+
+        if self.opts.headless:
+            self.app = make_offscreen_app(size=self.opts.size, development_mode=False)
+        else:
+            from ursina import Ursina
+
+            self.app = Ursina(
+                title="calf-viz: CALF learning live",
+                size=self.opts.size,
+                borderless=False,
+                development_mode=False,
+            )
+        from ursina import camera
+
+        from visuals.offscreen import disable_generated_shaders
+
+        disable_generated_shaders(camera.ui)  # also on screen: text needs no generated shader
+        for name in ("fps_counter", "entity_counter", "collider_counter", "cog_button"):
+            widget = getattr(window, name, None)
+            if widget is not None:
+                widget.enabled = False
+        if getattr(window, "exit_button", None) is not None:
+            window.exit_button.visible = False
+        window.color = BACKGROUND
+
+        app = self
+
+        class _FrameDriver(Entity):
+            """Ursina calls update() once per frame and input() on key presses."""
+
+            def update(self) -> None:
+                app.frame()
+
+            def input(self, key: str) -> None:
+                app.on_key(key)
+
+        self._driver = _FrameDriver(name="frame_driver")
+
+    def _setup_camera(self) -> None:
+        from ursina import EditorCamera, camera
+
+        self._orbit = np.array([25.0, -30.0])  # tilt, yaw in degrees
+        self._distance = 17.0
+        if self.opts.headless:
+            self.editor_camera = None
+            self._place_camera()
+        else:
+            self.editor_camera = EditorCamera(rotation=(25, -30, 0))
+            camera.z = -self._distance
+
+    def _place_camera(self) -> None:
+        from ursina import camera
+
+        tilt, yaw = np.radians(self._orbit)
+        d = self._distance
+        target = np.array([0.0, 1.0, 0.0])
+        offset = d * np.array(
+            [np.cos(tilt) * np.sin(-yaw), np.sin(tilt), -np.cos(tilt) * np.cos(yaw)]
+        )
+        camera.position = tuple(target + offset)
+        camera.look_at(tuple(target))
+
+    # ------------------------------------------------------------- frame
+    def frame(self) -> None:
+        """One frame: training step, visual agents, physics, heights, trails, surface, panel."""
+        prof = self.profiler
+        now = time.perf_counter()
+        if self._last_frame_t is not None:
+            dt = now - self._last_frame_t
+            self._fps_ema = 1.0 / dt if self._fps_ema == 0 else 0.95 * self._fps_ema + 0.05 / dt
+            # Whatever the last frame spent after its update is Panda3D culling and drawing.
+            prof.add_time("render", now - self._update_done_t)
+        self._last_frame_t = now
+        prof.end_frame()  # closes the previous frame: its update and its render
+        prof.begin_frame()
+        counter = self.controller.td3.forward_counter
+        if not self.paused:
+            with prof.section("training"), counter.tag("training"):
+                result = self.trainer.step()
+            self.last_step_result = result
+            self._simulate_visual_agents()
+            with prof.section("trails"):
+                self.viz.draw_training_agent(result.state, result.mode)
+                self.viz.push_timeline(self.controller.q_cert, result.mode)
+            with prof.section("heatmap"):
+                self.viz.refresh_surface(self.trainer.global_step)
+            self._write_outputs_on_episode_end(result)
+        with prof.section("ui"):
+            self._update_panel()
+        self._count_frame(counter)
+        self._update_done_t = time.perf_counter()
+        self.frame_index += 1
+        if self.frame_index == self.opts.warmup and self.opts.warmup > 0:
+            prof.reset()
+        if self.opts.churn_every and self.frame_index % self.opts.churn_every == 0:
+            self._churn()
+        if self.opts.series_every and self.frame_index % self.opts.series_every == 0:
+            self._sample_series()
+        if self._should_stop():
+            self._done = True
+
+    def _churn(self) -> None:
+        """Soak runs: add or remove a few agents, staying within [n0 / 2, 2 n0]."""
+        n, n0 = len(self.vis_env), max(self._initial_agents, 2)
+        k = int(self._churn_rng.integers(1, 4))
+        grow = self._churn_rng.random() < 0.5
+        if grow and n + k <= 2 * n0 or n - k < n0 // 2:
+            self.add_agent(k)
+        else:
+            self.remove_agent(k)
+
+    def _sample_series(self) -> None:
+        import psutil
+        from ursina import camera, scene
+
+        from visuals.scene_stats import count_nodes
+
+        self.series.append(
+            {
+                "frame": self.frame_index,
+                "rss_mb": psutil.Process().memory_info().rss / 2**20,
+                "nodes": count_nodes(scene) + count_nodes(camera.ui),
+                "agents": len(self.vis_env),
+            }
+        )
+
+    def _simulate_visual_agents(self) -> None:
+        prof = self.profiler
+        states = self.vis_env.states
+        with prof.section("policy"):
+            if self.opts.algo == "td3":
+                actions = self.controller.td3.select_action_batch(states)
+                codes = np.zeros(len(states), dtype=np.int8)
+            else:
+                actions, codes = self.policy.select_action_batch_codes(states)
+        with prof.section("physics"):
+            next_states, _, done = self.vis_env.step(actions)
+        with prof.section("heights"):
+            heights = self.viz.heights(next_states)
+        with prof.section("trails"):
+            self.viz.draw_agents(next_states, heights, codes)
+            if done.any():
+                self.vis_env.reset_rows(done)
+                self.policy.reset_batch_agents(done)
+                self.viz.clear_trails(done)
+        self.last_codes = codes
+
+    def _update_panel(self) -> None:
+        from visuals.stats_cache import panel_values_from
+
+        values = panel_values_from(
+            self.controller,
+            self.trainer,
+            heatmap=self.viz.heatmap,
+            profiler_line=self.profiler.summary_line() if self.profiler.enabled else None,
+            fps=self._fps_ema,
+            n_agents=len(self.vis_env),
+        )
+        r = self.last_step_result
+        self.viz.update_stats_display(
+            values, None if r is None else r.state, None if r is None else r.action
+        )
+        if self.frame_index % 30 == 0:
+            self.viz.set_fps(self._fps_ema)
+
+    def _count_frame(self, counter: Any) -> None:
+        prof = self.profiler
+        total, training = counter.count(), counter.count(tag="training")
+        prof.count(
+            "vis_forward_passes",
+            (total - training) - (self._forward_seen[0] - self._forward_seen[1]),
+        )
+        prof.count("train_forward_passes", training - self._forward_seen[1])
+        self._forward_seen = (total, training)
+        mesh = self.viz.mesh_updates()
+        prof.count("mesh_updates", mesh - self._mesh_updates_seen)
+        self._mesh_updates_seen = mesh
+        if self.frame_index % 60 == 0:  # walking the scene graph is not free
+            self.draw_calls = self.viz.draw_calls()
+        prof.set_counter("draw_calls", self.draw_calls)
+
+    def _should_stop(self) -> bool:
+        o = self.opts
+        if o.frames is not None and self.frame_index >= o.frames:
+            return True
+        return o.episodes is not None and self.trainer.episode >= o.episodes
+
+    def _write_outputs_on_episode_end(self, result: Any) -> None:
+        if not result.episode_ended:
+            return
+        ep = self.trainer.episode
+        if ep - self._last_plot_episode >= self.opts.plot_every:
+            self.save_reward_plot()
+            self._last_plot_episode = ep
+        if self.learning and ep - self._last_ckpt_episode >= self.opts.checkpoint_every:
+            self.save_checkpoint()
+            self._last_ckpt_episode = ep
+
+    # ------------------------------------------------------------- actions
+    def toggle_pause(self) -> None:
+        self.paused = not self.paused
+
+    def add_agent(self, n: int = 1) -> None:
+        self.vis_env.add(n)
+        self.policy.add_batch_agents(n)
+        self.viz.add_agents(n)
+
+    def remove_agent(self, n: int = 1) -> None:
+        k = min(n, len(self.vis_env))
+        if k == 0:
+            return
+        rows = np.arange(len(self.vis_env) - k, len(self.vis_env))
+        self.vis_env.remove(rows)
+        self.policy.remove_batch_agents(rows)
+        self.viz.remove_agents(rows)
+
+    def toggle_surface(self) -> None:
+        self._surface_on = not getattr(self, "_surface_on", True)
+        self.viz.set_surface_visible(self._surface_on)
+
+    def toggle_overlay(self) -> None:
+        self._overlay_on = not getattr(self, "_overlay_on", True)
+        self.viz.set_overlay_visible(self._overlay_on)
+
+    def run_info(self) -> dict[str, Any]:
+        o = self.opts
+        return {
+            "agents": len(self.vis_env),
+            "mode": "reference" if o.reference else "optimized",
+            "reference": sorted(o.reference),
+            "algo": o.algo,
+            "preset": o.preset,
+            "size": list(o.size),
+            "warmup": o.warmup,
+            "frames_total": self.frame_index,
+            "series": self.series,
+        }
+
+    def export_profile(self, path: Path | None = None) -> Path:
+        """The profiler's JSON plus this run's settings (F1, and --profile at exit)."""
+        target = Path(path or self.opts.profile or self.out / "profile.json")
+        self.profiler.to_json(target, extra={"run": self.run_info()})
+        return target
+
+    def toggle_profiler(self) -> None:
+        self.profiler.enabled = not self.profiler.enabled
+
+    def reset_profiler(self) -> None:
+        self.profiler.reset()
+
+    def orbit(self, d_tilt: float, d_yaw: float) -> None:
+        self._orbit += (d_tilt, d_yaw)
+        self._orbit[0] = float(np.clip(self._orbit[0], 5.0, 85.0))
+        if self.editor_camera is not None:
+            self.editor_camera.rotation = (self._orbit[0], self._orbit[1], 0)
+        else:
+            self._place_camera()
+
+    def zoom(self, factor: float) -> None:
+        self._distance = float(np.clip(self._distance * factor, 4.0, 60.0))
+        if self.editor_camera is not None:
+            from ursina import camera
+
+            camera.z = -self._distance
+        else:
+            self._place_camera()
+
+    def on_key(self, key: str) -> None:
+        actions = {
+            "p": self.toggle_pause,
+            "+": self.add_agent,
+            "=": self.add_agent,
+            "plus": self.add_agent,
+            "-": self.remove_agent,
+            "minus": self.remove_agent,
+            "h": self.toggle_surface,
+            "g": self.toggle_overlay,
+            "f1": self.export_profile,
+            "f2": self.toggle_profiler,
+            "f3": self.reset_profiler,
+            "left arrow": lambda: self.orbit(0, -5),
+            "right arrow": lambda: self.orbit(0, 5),
+            "up arrow": lambda: self.orbit(5, 0),
+            "down arrow": lambda: self.orbit(-5, 0),
+            "q": lambda: self.zoom(0.9),
+            "e": lambda: self.zoom(1.1),
+        }
+        action = actions.get(key)
+        if action is not None:
+            action()
+
+    # ------------------------------------------------------------- outputs
+    def save_reward_plot(self) -> Path:
+        from visuals.outputs import save_reward_plot
+
+        return save_reward_plot(
+            self.trainer.episode_rewards,
+            self.out / "rewards.png",
+            title=f"{self.opts.algo} training",
+        )
+
+    def save_checkpoint(self) -> Path:
+        path = self.out / "checkpoint.pt"
+        self.controller.save(path)
+        return path
+
+    def summary(self) -> dict[str, Any]:
+        stats = self.controller.get_statistics()
+        frame = self.profiler.frame_stats()
+        rewards = self.trainer.episode_rewards
+        return {
+            "frames": self.frame_index,
+            "episodes": self.trainer.episode,
+            "steps": self.trainer.global_step,
+            "last_reward": rewards[-1] if rewards else None,
+            "success_rate": self.trainer.success_rate,
+            "certified_rate": stats["certified_rate"],
+            "relax_rate": stats["relax_rate"],
+            "fallback_rate": stats["fallback_rate"],
+            "P_relax": stats["P_relax"],
+            "agents": len(self.vis_env),
+            "fps": frame.get("fps"),
+        }
+
+    def finish(self) -> dict[str, Any]:
+        """Outputs at exit: screenshot, profile, reward plot, checkpoint; the summary."""
+        from visuals.offscreen import save_screenshot
+
+        if self.opts.profile is not None:
+            self.export_profile(self.opts.profile)
+        if self.opts.save:
+            if self.opts.screenshot is not None:
+                save_screenshot(self.opts.screenshot)
+            self.save_reward_plot()
+            if self.learning:
+                self.save_checkpoint()
+        return self.summary()
+
+    # ------------------------------------------------------------- running
+    def run(self) -> dict[str, Any]:
+        """Headless: step until the frame/episode limit, with a progress bar. On screen: the
+        Ursina main loop (until the window closes or a limit is reached)."""
+        if self.opts.headless:
+            from tqdm.auto import tqdm
+
+            total = self.opts.frames
+            with tqdm(
+                total=total, desc="calf-train", unit="frame", disable=not self.opts.progress
+            ) as bar:
+                while not self._done:
+                    self.app.step()
+                    bar.update(1)
+            return self.finish()
+        from ursina import application
+
+        def stop_when_done(task: Any) -> Any:
+            if self._done:
+                application.quit()
+            return task.cont
+
+        application.base.task_mgr.add(stop_when_done, "calf_stop_when_done")
+        try:
+            self.app.run()
+        except SystemExit:
+            pass
+        return self.finish()
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``calf-train``."""
+    try:
+        opts = parse_options(argv)
+        trainer = VisualTrainerApp(opts)
+    except UsageError as exc:
+        print(f"calf-train: error: {exc}", file=sys.stderr)
+        return 2
+    summary = trainer.run()
+    fps = summary["fps"]
     print(
-        "calf-train: not implemented yet (issue 7); `python -m calf` trains without graphics",
-        file=sys.stderr,
+        f"calf-train: {summary['frames']} frames, {summary['episodes']} episodes, "
+        f"{summary['steps']} steps, {summary['agents']} agents"
+        + (f", {fps:.1f} FPS" if fps else "")
     )
-    return 2
+    print(
+        f"  modes: certified {summary['certified_rate']:.1%}, relax {summary['relax_rate']:.1%}, "
+        f"fallback {summary['fallback_rate']:.1%}; P_relax {summary['P_relax']:.4f}"
+    )
+    print(
+        f"  outputs in {opts.out}/"
+        + (f" (screenshot {opts.screenshot})" if opts.screenshot else "")
+    )
+    return 0

@@ -18,7 +18,25 @@ def make_offscreen_app(size: tuple[int, int] = (640, 360), **kwargs: Any) -> Any
     load_prc_file_data("calf-viz-offscreen", "audio-library-name null")
     app = Ursina(window_type="offscreen", size=size, **kwargs)
     fix_offscreen_ui_lens(size)
+    disable_generated_shaders(_ui_root())
     return app
+
+
+def _ui_root() -> Any:
+    from ursina import camera
+
+    return camera.ui
+
+
+def disable_generated_shaders(root: Any) -> None:
+    """Render ``root`` and its children without Panda3D's generated shaders.
+
+    Ursina gives every entity without a shader ``setShaderAuto()``. For text, Mesa's llvmpipe
+    rejects the generated program ("created-shader: The profile is not supported"), and the
+    failed program then aborts the process at exit (SIGABRT in Panda3D's heap at teardown).
+    Text needs no shader: fixed-function rendering draws it the same.
+    """
+    root.set_shader_off(1)
 
 
 def fix_offscreen_ui_lens(size: tuple[int, int]) -> None:

@@ -1,0 +1,286 @@
+"""TrainingVisualizer: the 3D scene of the visual trainer, and the drawing half of each frame.
+
+It owns everything drawn (floor, critic surface, agents, trails, timeline, panel) and nothing that
+learns. Each optimisation has its loop reference selectable through ``reference``:
+
+- ``interp``: heights by a per-state Python loop instead of vectorised interpolation;
+- ``stats``: the panel re-queries the critic and rebuilds its text every frame;
+- ``trails``: one ``LineTrail`` per agent (one entity per mode segment) and one sphere per agent.
+
+(``calf``, the per-agent policy loop, is chosen by the app: it is not drawing.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from ursina import Entity, Mesh, Text, camera, color, scene
+
+from visuals.config import VisualConfig
+from visuals.coords import PlaneMapping
+from visuals.heatmap import CriticHeatmap
+from visuals.markers import BatchedMarkers, MarkerEntities, mode_marker_colors
+from visuals.palette import (
+    GOAL_COLOR,
+    MODE_COLORS,
+    TRAINING_AGENT_CERTIFIED,
+    TRAINING_AGENT_FALLBACK,
+    TRAINING_AGENT_RELAX,
+)
+from visuals.offscreen import disable_generated_shaders
+from visuals.scene_stats import count_draw_calls
+from visuals.stats_cache import ReferenceStatsPanel, StatsCache
+from visuals.trails import BatchedTrailRenderer, LineTrailGroup
+
+REFERENCE_PATHS = ("calf", "interp", "stats", "trails")
+_TRAINING_COLORS = {
+    "td3": TRAINING_AGENT_CERTIFIED,
+    "relax": TRAINING_AGENT_RELAX,
+    "fallback": TRAINING_AGENT_FALLBACK,
+}
+_MODE_CODE = {"td3": 0, "relax": 1, "fallback": 2}
+
+
+def _rgba(c: Iterable[float]) -> Any:
+    return color.rgba(*c)
+
+
+class TrainingVisualizer:
+    """Builds the scene once; per frame it is told states, heights and modes and draws them."""
+
+    def __init__(
+        self,
+        cfg: VisualConfig,
+        td3: Any,
+        reference: Iterable[str] = (),
+        n_agents: int = 0,
+    ) -> None:
+        self.cfg = cfg
+        self.reference = frozenset(reference)
+        self.mapping = PlaneMapping(cfg.x_range, cfg.v_range)
+        self.world = Entity(name="world")
+
+        self.heatmap = CriticHeatmap(
+            td3,
+            grid_size=cfg.grid_size,
+            x_range=cfg.x_range,
+            v_range=cfg.v_range,
+            height_scale=cfg.height_scale,
+            update_frequency=cfg.heatmap_update_every,
+            mapping=self.mapping,
+        )
+        self.heatmap.compute_q_grid()
+        self.heatmap.draw(parent=self.world)
+        self._build_floor()
+
+        if "trails" in self.reference:
+            self.trails: Any = LineTrailGroup(
+                max_points=cfg.trail_points,
+                decimation=cfg.trail_decimation,
+                thickness=cfg.trail_thickness,
+                parent=self.world,
+            )
+            self.markers: Any = MarkerEntities(size=cfg.marker_size, parent=self.world)
+        else:
+            self.trails = BatchedTrailRenderer(
+                max_agents=max(n_agents, 1),
+                max_points=cfg.trail_points,
+                decimation=cfg.trail_decimation,
+                thickness=cfg.trail_thickness,
+                parent=self.world,
+            )
+            self.markers = BatchedMarkers(
+                max_agents=max(n_agents, 1), size=cfg.marker_size, parent=self.world
+            )
+        self.add_agents(n_agents)
+
+        # The training agent: its own marker, trail and the certificate timeline.
+        self.agent_entity = Entity(
+            parent=self.world, model="sphere", scale=0.28, color=_rgba(TRAINING_AGENT_CERTIFIED)
+        )
+        self.agent_trail = BatchedTrailRenderer(
+            max_agents=1,
+            max_points=cfg.trail_points,
+            thickness=cfg.trail_thickness + 1,
+            parent=self.world,
+        )
+        self.agent_trail.add_agents(1)
+        self.timeline = BatchedTrailRenderer(
+            max_agents=1, max_points=cfg.timeline_points, thickness=2.0, parent=self.world
+        )
+        self.timeline.add_agents(1)
+        self._timeline_step = 0
+        self.goal = Entity(parent=self.world, model="sphere", scale=0.22, color=_rgba(GOAL_COLOR))
+        self._place_goal()
+
+        # The panel and the FPS counter.
+        self.panel = Text(
+            "",
+            parent=camera.ui,
+            position=(-0.87, 0.48),
+            scale=0.75,
+            origin=(-0.5, 0.5),
+            background=True,
+        )
+        self.fps_text = Text(
+            "", parent=camera.ui, position=(0.86, 0.48), origin=(0.5, 0.5), scale=0.9
+        )
+        self.stats_cache = StatsCache(periods=cfg.stats_periods)
+        self.reference_panel = ReferenceStatsPanel(td3) if "stats" in self.reference else None
+        self._panel_version = -1
+        self.panel_text_assignments = 0
+
+    # ----------------------------------------------------------------- scene
+    def _build_floor(self) -> None:
+        """Floor grid and the two axes: one line mesh each."""
+        half = self.mapping.plane_size / 2
+        n = 10
+        ticks = np.linspace(-half, half, n + 1)
+        verts: list[tuple[float, float, float]] = []
+        for t in ticks:
+            verts += [(t, 0.0, -half), (t, 0.0, half), (-half, 0.0, t), (half, 0.0, t)]
+        self.floor = Entity(
+            parent=self.world,
+            model=Mesh(vertices=verts, mode="line", thickness=1),
+            color=color.rgba(0.5, 0.5, 0.55, 0.5),
+            name="floor",
+        )
+        axis_verts = [(-half, 0.01, 0), (half, 0.01, 0), (0, 0.01, -half), (0, 0.01, half)]
+        axis_colors = [color.azure, color.azure, color.magenta, color.magenta]
+        self.axes = Entity(
+            parent=self.world,
+            model=Mesh(vertices=axis_verts, colors=axis_colors, mode="line", thickness=2),
+            name="axes",
+        )
+        self.axis_labels = [
+            Text(
+                "x",
+                parent=self.world,
+                position=(half + 0.4, 0.05, 0),
+                scale=12,
+                billboard=True,
+                color=color.azure,
+            ),
+            Text(
+                "v",
+                parent=self.world,
+                position=(0, 0.05, half + 0.4),
+                scale=12,
+                billboard=True,
+                color=color.magenta,
+            ),
+        ]
+        for label in self.axis_labels:
+            disable_generated_shaders(label)
+
+    def _place_goal(self) -> None:
+        h = self.heatmap.get_q_value_for_states_batch(np.zeros((1, 2)))
+        self.goal.position = tuple(self.mapping.to_world(np.zeros((1, 2)), h)[0])
+
+    # ---------------------------------------------------------- per frame
+    def heights(self, states: ArrayLike) -> NDArray[np.float64]:
+        """Surface heights under the states: vectorised, or the per-state loop reference."""
+        if "interp" in self.reference:
+            return self.heatmap.get_heights_loop(states)
+        return self.heatmap.get_q_value_for_states_batch(states)
+
+    def draw_agents(self, states: ArrayLike, heights: ArrayLike, codes: NDArray[np.int8]) -> None:
+        """One new trail point per visual agent, and the markers at the heads."""
+        positions = self.mapping.to_world(states, heights)
+        self.trails.push(positions, codes)
+        self.markers.update(positions, mode_marker_colors(codes))
+
+    def draw_training_agent(self, state: ArrayLike, mode: str) -> None:
+        s = np.asarray(state, dtype=np.float64).reshape(1, 2)
+        pos = self.mapping.to_world(s, self.heights(s))
+        self.agent_entity.position = tuple(pos[0])
+        self.agent_entity.color = _rgba(_TRAINING_COLORS[mode])
+        self.agent_trail.push(pos, np.array([_MODE_CODE[mode]], dtype=np.int8))
+
+    def push_timeline(self, q_cert: float | None, mode: str) -> None:
+        """The certificate value over time, as a sweep behind the plane (clears on wrap)."""
+        if q_cert is None:
+            return
+        n = self.cfg.timeline_points
+        if self._timeline_step % n == 0:
+            self.timeline.clear([0])
+        half = self.mapping.plane_size / 2
+        x = -half + self.mapping.plane_size * (self._timeline_step % n) / max(n - 1, 1)
+        # log(1 + |q|) keeps early and late critic scales on one fixed axis.
+        y = 0.4 * np.log1p(abs(q_cert))
+        self.timeline.push(
+            np.array([[x, y, half + 1.5]], dtype=np.float32),
+            np.array([_MODE_CODE[mode]], dtype=np.int8),
+        )
+        self._timeline_step += 1
+
+    def refresh_surface(self, step: int) -> bool:
+        """Recompute the critic grid every K training steps; move the goal onto the new surface."""
+        if self.heatmap.maybe_refresh(step):
+            self._place_goal()
+            return True
+        return False
+
+    def update_stats_display(
+        self,
+        values: Mapping[str, Any],
+        state: ArrayLike | None = None,
+        action: ArrayLike | None = None,
+    ) -> None:
+        """The panel: through the StatsCache (text assigned only when it changed), or the
+        reference path (critic query + full rebuild + assignment every frame)."""
+        if self.reference_panel is not None:
+            self.panel.text = self.reference_panel.render(values, state, action)
+            self.panel_text_assignments += 1
+            return
+        self.stats_cache.update_from(values)
+        text = self.stats_cache.render()
+        if self.stats_cache.text_version != self._panel_version:
+            self._panel_version = self.stats_cache.text_version
+            self.panel.text = text
+            self.panel_text_assignments += 1
+
+    def set_fps(self, fps: float) -> None:
+        self.fps_text.text = f"{fps:5.1f} FPS"
+
+    # ------------------------------------------------------------ agents
+    def add_agents(self, n: int) -> None:
+        if n <= 0:
+            return
+        self.trails.add_agents(n)
+        self.markers.set_count(self.trails.num_agents)
+
+    def remove_agents(self, ids: ArrayLike) -> None:
+        self.trails.remove_agents(ids)
+        self.markers.set_count(self.trails.num_agents)
+
+    def clear_trails(self, ids: ArrayLike) -> None:
+        self.trails.clear(ids)
+
+    # ------------------------------------------------------------ toggles
+    def set_surface_visible(self, visible: bool) -> None:
+        self.heatmap.set_surface_visible(visible)
+
+    def set_overlay_visible(self, visible: bool) -> None:
+        self.heatmap.set_overlay_visible(visible)
+
+    def set_zoom(self, zoom: float) -> None:
+        """Scale the whole world node: O(1), no vertex is rewritten."""
+        self.world.scale = zoom
+
+    # ------------------------------------------------------------ counts
+    def mesh_updates(self) -> int:
+        """Vertex-buffer writes so far, over every dynamic mesh (monotone)."""
+        parts = (self.heatmap, self.trails, self.markers, self.agent_trail, self.timeline)
+        return int(sum(p.mesh_updates for p in parts))
+
+    def draw_calls(self) -> int:
+        """Geoms the renderer draws this frame: the 3D scene plus the UI."""
+        return count_draw_calls(scene) + count_draw_calls(camera.ui)
+
+    @staticmethod
+    def mode_colors() -> NDArray[np.float32]:
+        return MODE_COLORS
