@@ -1,10 +1,274 @@
-"""``calf-perf``: headless performance runs of the visual trainer."""
+"""``calf-perf`` (also ``python -m perf``): headless performance runs of the visual trainer.
+
+calf-perf run      one run, one record
+calf-perf compare  reference vs optimised, interleaved; table, JSON, plot, --check
+calf-perf sweep    optimised only, up to N = 1000: the scale targets
+calf-perf soak     a long optimised run with agents churning: RSS and node-count drift
+calf-perf flame    a py-spy flamegraph of a headless run
+"""
 
 from __future__ import annotations
 
+import argparse
+import json
+import shutil
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from perf.compare import (
+    format_table,
+    format_targets,
+    interleaved_runs,
+    save_scaling_plot,
+    scale_targets,
+    stage4_targets,
+    summarize,
+)
+from perf.profiler import atomic_write_text
+from perf.runner import MODES, RunError, RunSpec, run_once
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 640x360, got {text!r}") from None
+    return w, h
+
+
+def _write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, lambda fh: json.dump(data, fh, indent=2))
+
+
+def _progress(record: dict[str, Any]) -> None:
+    print(
+        f"  round {record.get('round', 0)} N={record['agents']:<5} {record['mode']:<10} "
+        f"{record['fps']:7.1f} FPS  cpu {record['cpu_ms_per_frame']:6.2f} ms/frame",
+        flush=True,
+    )
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    spec = RunSpec(a.agents, frames=a.frames, warmup=a.warmup, mode=a.mode, size=a.size)
+    record = run_once(spec)
+    if a.json:
+        _write_json(a.json, record)
+    print(json.dumps({k: v for k, v in record.items() if k != "series"}, indent=2))
+    return 0
+
+
+def _report(a: argparse.Namespace, runs: list[dict[str, Any]], targets_fn: Any, title: str) -> int:
+    summary = summarize(runs)
+    targets = targets_fn(summary)
+    report = {"runs": runs, "summary": summary, "targets": targets}
+    print(f"\n{title}\n" + format_table(summary))
+    if targets:
+        print("\ntargets:\n" + format_targets(targets))
+    if a.json:
+        _write_json(a.json, report)
+        print(f"report: {a.json}")
+    if a.plot:
+        a.plot.parent.mkdir(parents=True, exist_ok=True)
+        save_scaling_plot(summary, str(a.plot))
+        print(f"plot: {a.plot}")
+    failed = [t for t in targets if not t["ok"]]
+    if a.check and failed:
+        print(f"\n{len(failed)} Stage-4 target(s) failed:", file=sys.stderr)
+        print(format_targets(failed), file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    print(f"compare: N={a.agents}, {a.rounds} round(s), {a.frames} frames (+{a.warmup} warm-up)")
+    runs = interleaved_runs(
+        a.agents, a.rounds, a.frames, a.warmup, a.size, on_run=_progress, extra=tuple(a.extra)
+    )
+    return _report(a, runs, stage4_targets, "medians over rounds")
+
+
+def cmd_sweep(a: argparse.Namespace) -> int:
+    print(f"sweep (optimised): N={a.agents}, {a.frames} frames (+{a.warmup} warm-up)")
+    runs = []
+    for r in range(a.rounds):
+        for n in a.agents:
+            spec = RunSpec(n, frames=a.frames, warmup=a.warmup, mode="optimized", size=a.size)
+            record = {**run_once(spec), "round": r}
+            _progress(record)
+            runs.append(record)
+    return _report(a, runs, scale_targets, "optimised, medians over rounds")
+
+
+def soak_findings(series: list[dict[str, float]], warmup_frames: int) -> dict[str, Any]:
+    """RSS growth after warm-up and node-count drift from a run's sampled series."""
+    after = [s for s in series if s["frame"] >= warmup_frames]
+    if len(after) < 2:
+        raise ValueError("soak run too short: need samples after the warm-up")
+    rss0, rss1 = after[0]["rss_mb"], after[-1]["rss_mb"]
+    nodes = [s["nodes"] for s in after]
+    return {
+        "rss_start_mb": rss0,
+        "rss_end_mb": rss1,
+        "rss_growth_pct": 100.0 * (rss1 - rss0) / rss0,
+        "nodes_min": min(nodes),
+        "nodes_max": max(nodes),
+        "samples": len(after),
+    }
+
+
+def cmd_soak(a: argparse.Namespace) -> int:
+    extra = ["--series-every", str(a.sample_every)]
+    if a.churn:
+        extra += ["--churn", str(a.churn_every)]
+    spec = RunSpec(
+        a.agents,
+        frames=a.frames,
+        warmup=a.warmup,
+        mode="optimized",
+        size=a.size,
+        extra=tuple(extra),
+        timeout_s=a.timeout,
+    )
+    print(f"soak: N={a.agents}, {a.frames} frames, churn={'on' if a.churn else 'off'}")
+    record = run_once(spec)
+    found = soak_findings(record["series"], a.warmup)
+    targets = [
+        {
+            "name": "RSS growth after warm-up (%)",
+            "value": round(found["rss_growth_pct"], 3),
+            "op": "<",
+            "limit": 5.0,
+            "ok": found["rss_growth_pct"] < 5.0,
+        },
+        {
+            "name": "scene nodes max - min after warm-up",
+            "value": found["nodes_max"] - found["nodes_min"],
+            "op": "<=",
+            "limit": 0,
+            "ok": found["nodes_max"] == found["nodes_min"],
+        },
+    ]
+    for s in record["series"]:
+        print(
+            f"  frame {s['frame']:>6}  rss {s['rss_mb']:7.1f} MB  nodes {s['nodes']:>5}  "
+            f"agents {s.get('agents', '-')}"
+        )
+    print("targets:\n" + format_targets(targets))
+    if a.json:
+        _write_json(a.json, {"record": record, "findings": found, "targets": targets})
+    failed = [t for t in targets if not t["ok"]]
+    return 1 if (a.check and failed) else 0
+
+
+def cmd_flame(a: argparse.Namespace) -> int:
+    pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(pyspy).exists():
+        print("calf-perf flame: py-spy is not installed (pip install py-spy)", file=sys.stderr)
+        return 2
+    spec = RunSpec(a.agents, frames=a.frames, warmup=0, mode=a.mode, size=a.size)
+    with tempfile.TemporaryDirectory(prefix="calf-flame-") as tmp:
+        cmd = [
+            pyspy,
+            "record",
+            "--format",
+            "flamegraph",
+            "-o",
+            str(a.output),
+            "--rate",
+            str(a.rate),
+            "--",
+            *spec.command(Path(tmp) / "profile.json", Path(tmp)),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0 or not a.output.is_file():
+        text = (proc.stdout + proc.stderr).strip()
+        if "ptrace" in text.lower() or "permission" in text.lower():
+            print(
+                "calf-perf flame: py-spy could not attach to the process (ptrace not "
+                "permitted: run as root, or set kernel.yama.ptrace_scope=0, or give py-spy "
+                "CAP_SYS_PTRACE)",
+                file=sys.stderr,
+            )
+        else:
+            print(
+                f"calf-perf flame: py-spy failed (exit {proc.returncode}):\n{text[-2000:]}",
+                file=sys.stderr,
+            )
+        return 1
+    print(f"flamegraph: {a.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="calf-perf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser, frames: int, warmup: int) -> None:
+        sp.add_argument("--frames", type=int, default=frames, help="measured frames per run")
+        sp.add_argument("--warmup", type=int, default=warmup, help="frames before measuring")
+        sp.add_argument("--size", type=_size, default=(640, 360), metavar="WxH")
+        sp.add_argument("--json", type=Path, metavar="PATH")
+
+    r = sub.add_parser("run", help="one headless run")
+    r.add_argument("--agents", type=int, required=True)
+    r.add_argument("--mode", choices=MODES, default="optimized")
+    common(r, 300, 60)
+    r.set_defaults(fn=cmd_run)
+
+    c = sub.add_parser("compare", help="reference vs optimised, interleaved")
+    c.add_argument("--agents", type=int, nargs="+", default=[5, 10, 20, 30])
+    c.add_argument("--rounds", type=int, default=3)
+    c.add_argument("--plot", type=Path, metavar="PNG")
+    c.add_argument("--check", action="store_true", help="exit 1 if a Stage-4 target fails")
+    c.add_argument(
+        "--extra",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="further calf-train options for every run",
+    )
+    common(c, 300, 60)
+    c.set_defaults(fn=cmd_compare)
+
+    s = sub.add_parser("sweep", help="optimised only, the scale targets")
+    s.add_argument("--agents", type=int, nargs="+", default=[5, 20, 100, 300, 1000])
+    s.add_argument("--rounds", type=int, default=1)
+    s.add_argument("--plot", type=Path, metavar="PNG")
+    s.add_argument("--check", action="store_true")
+    common(s, 300, 60)
+    s.set_defaults(fn=cmd_sweep)
+
+    k = sub.add_parser("soak", help="long run with agent churn: RSS and node-count drift")
+    k.add_argument("--agents", type=int, default=20)
+    k.add_argument("--churn", action="store_true", help="add and remove agents as it runs")
+    k.add_argument("--churn-every", type=int, default=25, metavar="FRAMES")
+    k.add_argument("--sample-every", type=int, default=250, metavar="FRAMES")
+    k.add_argument("--check", action="store_true")
+    k.add_argument("--timeout", type=float, default=3600.0)
+    common(k, 10000, 1000)
+    k.set_defaults(fn=cmd_soak)
+
+    f = sub.add_parser("flame", help="py-spy flamegraph of a headless run")
+    f.add_argument("--agents", type=int, default=20)
+    f.add_argument("--mode", choices=MODES, default="optimized")
+    f.add_argument("--rate", type=int, default=200, help="samples per second")
+    f.add_argument("-o", "--output", type=Path, default=Path("flame.svg"))
+    common(f, 600, 0)
+    f.set_defaults(fn=cmd_flame)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("calf-perf: not implemented yet (issue 8)", file=sys.stderr)
-    return 2
+    a = build_parser().parse_args(argv)
+    try:
+        return int(a.fn(a))
+    except RunError as exc:
+        print(f"calf-perf: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"calf-perf: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,126 @@
+"""One headless run of the real visual trainer in its own process, reduced to a run record.
+
+Ursina allows one app per process, so every run is a subprocess of ``python -m visuals`` (the
+``calf-train`` entry point); it writes the profiler JSON and this module reads it back. Nothing
+here imports ``visuals``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MODES = ("optimized", "reference")
+
+RECORD_KEYS = (
+    "agents",
+    "mode",
+    "frames",
+    "frame_ms_p50",
+    "frame_ms_p95",
+    "fps",
+    "cpu_ms_per_frame",
+    "forward_passes_per_frame",
+    "training_forward_passes_per_frame",
+    "mesh_updates_per_frame",
+    "draw_calls_per_frame",
+    "rss_mb",
+    "sections_ms",
+)
+
+
+class RunError(RuntimeError):
+    """A headless run failed; the message carries the tail of its output."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    agents: int
+    frames: int = 300
+    warmup: int = 60
+    mode: str = "optimized"
+    size: tuple[int, int] = (640, 360)
+    preset: str = "medium"
+    seed: int = 0
+    extra: tuple[str, ...] = ()
+    timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        if self.agents < 0 or self.frames <= 0 or self.warmup < 0:
+            raise ValueError(
+                f"bad run: agents={self.agents} frames={self.frames} warmup={self.warmup}"
+            )
+
+    def command(self, profile: Path, out: Path) -> list[str]:
+        w, h = self.size
+        return [
+            sys.executable, "-m", "visuals",
+            "--headless", "--no-progress", "--no-save",
+            "--preset", self.preset,
+            "--agents", str(self.agents),
+            "--frames", str(self.warmup + self.frames),
+            "--warmup", str(self.warmup),
+            "--size", f"{w}x{h}",
+            "--seed", str(self.seed),
+            # Train from the start so every measured frame carries a real TD3 update.
+            "--learning-starts", "256",
+            "--reference", "all" if self.mode == "reference" else "none",
+            "--profile", str(profile),
+            "--out", str(out),
+            *self.extra,
+        ]  # fmt: skip
+
+
+def record_from_profile(data: dict[str, Any], spec: RunSpec) -> dict[str, Any]:
+    """The run record of issue 8 from the profiler JSON the trainer wrote."""
+    frame, counters = data["frame"], data["counters"]
+    sections = data.get("sections", {})
+    return {
+        "agents": spec.agents,
+        "mode": spec.mode,
+        "frames": int(frame["frames"]),
+        "frame_ms_p50": frame["frame_ms_p50"],
+        "frame_ms_p95": frame["frame_ms_p95"],
+        "fps": frame["fps"],
+        "cpu_ms_per_frame": frame["cpu_ms_per_frame"],
+        "forward_passes_per_frame": counters.get("vis_forward_passes", 0.0),
+        "training_forward_passes_per_frame": counters.get("train_forward_passes", 0.0),
+        "mesh_updates_per_frame": counters.get("mesh_updates", 0.0),
+        "draw_calls_per_frame": counters.get("draw_calls", 0.0),
+        "rss_mb": frame["rss_mb"],
+        # Mean milliseconds per frame spent in each section (they add up to the update part of
+        # the frame; "render" is what the frame spent outside the update).
+        "sections_ms": {name: s["ms_per_frame"] for name, s in sections.items()},
+        "series": data.get("run", {}).get("series", []),
+    }
+
+
+def run_once(spec: RunSpec, keep_dir: Path | None = None) -> dict[str, Any]:
+    """Run the trainer headless as ``spec`` says; its run record."""
+    with tempfile.TemporaryDirectory(prefix="calf-perf-") as tmp:
+        work = keep_dir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        profile = work / f"profile-{spec.mode}-{spec.agents}.json"
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.run(
+            spec.command(profile, work),
+            capture_output=True,
+            text=True,
+            timeout=spec.timeout_s,
+            env=env,
+        )
+        if proc.returncode != 0 or not profile.is_file():
+            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+            raise RunError(
+                f"headless run {spec.mode} N={spec.agents} exited {proc.returncode}:\n{tail}"
+            )
+        data = json.loads(profile.read_text())
+    return record_from_profile(data, spec)
