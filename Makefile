@@ -3,6 +3,8 @@
 # these machines' disk; any other spec would pull a multi-GB CUDA build.
 
 PYTHON ?= python3
+# numpy's OpenBLAS threads spin against the render and torch threads on 2 cores.
+export OPENBLAS_NUM_THREADS ?= 1
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -16,7 +18,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m calf --episodes 8 --max-steps 300
+	$(BIN)/calf-train
 
 lint: $(STAMP)
 	$(BIN)/ruff check calf visuals perf tests

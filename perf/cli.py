@@ -239,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rounds", type=int, default=1)
     s.add_argument("--plot", type=Path, metavar="PNG")
     s.add_argument("--check", action="store_true")
-    common(s, 300, 60)
+    # 550 warm-up frames: trails reach their steady length (episodes end by 500 steps).
+    common(s, 200, 550)
     s.set_defaults(fn=cmd_sweep)
 
     k = sub.add_parser("soak", help="long run with agent churn: RSS and node-count drift")

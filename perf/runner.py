@@ -70,8 +70,8 @@ class RunSpec:
             "--warmup", str(self.warmup),
             "--size", f"{w}x{h}",
             "--seed", str(self.seed),
-            # Train from the start so every measured frame carries a real TD3 update.
-            "--learning-starts", "256",
+            # Fill the replay before the first frame so every frame carries a real TD3 update.
+            "--learning-starts", "256", "--prefill", "256",
             "--reference", "all" if self.mode == "reference" else "none",
             "--profile", str(profile),
             "--out", str(out),
@@ -109,7 +109,7 @@ def run_once(spec: RunSpec, keep_dir: Path | None = None) -> dict[str, Any]:
         work = keep_dir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         profile = work / f"profile-{spec.mode}-{spec.agents}.json"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OPENBLAS_NUM_THREADS": "1"}
         proc = subprocess.run(
             spec.command(profile, work),
             capture_output=True,

@@ -428,12 +428,13 @@ def test_vertex_buffers_equal_the_per_vertex_reference_builder(td3, setup, q2, s
     np.testing.assert_allclose(col, ref_col, rtol=0, atol=1e-6)
 
 
-def test_agents_at_grid_nodes_sit_on_the_surface_vertices(td3):
+def test_agents_at_grid_nodes_sit_surface_epsilon_above_the_vertices(td3):
     hm = CriticHeatmap(td3, grid_size=9, x_range=(-4.0, 6.0), v_range=(-2.0, 2.0), height_scale=3)
     hm.compute_q_grid()
     pos, _ = hm.vertex_buffers()
     agents = hm.mapping.to_world(hm.grid_states, hm.get_q_value_for_states_batch(hm.grid_states))
-    np.testing.assert_allclose(agents, pos, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(agents[:, [0, 2]], pos[:, [0, 2]], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(agents[:, 1] - pos[:, 1], hm.surface_epsilon, rtol=0, atol=1e-6)
     goal = hm.get_q_value_for_state((0.0, 0.0))
     assert goal == pytest.approx(float(hm.get_q_value_for_states_batch([[0.0, 0.0]])[0]))
 

@@ -50,6 +50,7 @@ class AppOptions:
     reference: frozenset[str] = field(default_factory=frozenset)
     out: Path = Path("runs/latest")
     learning_starts: int = 1000
+    prefill: int = 0  # random training steps taken before the first frame
     checkpoint_every: int = 10  # episodes
     plot_every: int = 5  # episodes
     torch_threads: int = 1
@@ -135,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, default=Path("runs/latest"), help="outputs folder")
     p.add_argument("--learning-starts", type=_non_negative, default=1000)
+    p.add_argument(
+        "--prefill",
+        type=_non_negative,
+        default=0,
+        metavar="STEPS",
+        help="random training steps before the first frame (perf runs: learn from frame 1)",
+    )
     p.add_argument("--checkpoint-every", type=_positive, default=10, metavar="EPISODES")
     p.add_argument("--torch-threads", type=_positive, default=1)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -195,6 +203,7 @@ def parse_options(argv: list[str] | None = None) -> AppOptions:
         reference=a.reference,
         out=out,
         learning_starts=a.learning_starts,
+        prefill=a.prefill,
         checkpoint_every=a.checkpoint_every,
         torch_threads=a.torch_threads,
         progress=not a.no_progress,
@@ -244,6 +253,8 @@ class VisualTrainerApp:
             controller.set_relax_probability(0.0)
         self.controller = controller
         self.trainer = AgentTrainer(tcfg, controller)
+        for _ in range(opts.prefill):  # replay filled off-screen, so frame 1 already learns
+            self.trainer.step()
         self.policy: Any = PerAgentLoop(controller) if "calf" in opts.reference else controller
         n_agents = self.cfg.n_agents if opts.agents is None else opts.agents
         self.vis_env = PointMassBatch(
@@ -272,6 +283,7 @@ class VisualTrainerApp:
         self._fps_ema = 0.0
         self._last_frame_t: float | None = None
         self._update_done_t = 0.0
+        self._profile_line: str | None = None
         self._mesh_updates_seen = self.viz.mesh_updates()
         self._forward_seen = (0, 0)
         self.draw_calls = self.viz.draw_calls()
@@ -328,8 +340,8 @@ class VisualTrainerApp:
     def _setup_camera(self) -> None:
         from ursina import EditorCamera, camera
 
-        self._orbit = np.array([25.0, -30.0])  # tilt, yaw in degrees
-        self._distance = 17.0
+        self._orbit = np.array([32.0, -25.0])  # tilt, yaw in degrees
+        self._distance = 23.0
         if self.opts.headless:
             self.editor_camera = None
             self._place_camera()
@@ -342,7 +354,8 @@ class VisualTrainerApp:
 
         tilt, yaw = np.radians(self._orbit)
         d = self._distance
-        target = np.array([0.0, 1.0, 0.0])
+        # Aim left of the plane's centre so the plane sits right of the panel.
+        target = np.array([-1.6, 1.1, 0.8])
         offset = d * np.array(
             [np.cos(tilt) * np.sin(-yaw), np.sin(tilt), -np.cos(tilt) * np.cos(yaw)]
         )
@@ -441,7 +454,7 @@ class VisualTrainerApp:
             self.controller,
             self.trainer,
             heatmap=self.viz.heatmap,
-            profiler_line=self.profiler.summary_line() if self.profiler.enabled else None,
+            profiler_line=self._profiler_line(),
             fps=self._fps_ema,
             n_agents=len(self.vis_env),
         )
@@ -451,6 +464,22 @@ class VisualTrainerApp:
         )
         if self.frame_index % 30 == 0:
             self.viz.set_fps(self._fps_ema)
+
+    def _profiler_line(self) -> str | None:
+        """A short profiler summary for the panel, rebuilt every 60 frames (reading the
+        percentiles is not free, and the panel shows this field at that period anyway)."""
+        if not self.profiler.enabled:
+            return "off (F2)"
+        if self.frame_index % 60 == 0 or self._profile_line is None:
+            f = self.profiler.frame_stats()
+            top = sorted(
+                self.profiler.section_stats().items(), key=lambda kv: -kv[1]["ms_per_frame"]
+            )[:3]
+            self._profile_line = (
+                f"{f['frame_ms_p50']:.1f} ms p50, {f['frame_ms_p95']:.1f} p95 | "
+                + (", ".join(f"{name} {st['ms_per_frame']:.1f}" for name, st in top))
+            )
+        return self._profile_line
 
     def _count_frame(self, counter: Any) -> None:
         prof = self.profiler
@@ -475,7 +504,8 @@ class VisualTrainerApp:
         return o.episodes is not None and self.trainer.episode >= o.episodes
 
     def _write_outputs_on_episode_end(self, result: Any) -> None:
-        if not result.episode_ended:
+        """The reward plot every few episodes and a checkpoint every K (not with --no-save)."""
+        if not (result.episode_ended and self.opts.save):
             return
         ep = self.trainer.episode
         if ep - self._last_plot_episode >= self.opts.plot_every:

@@ -9,13 +9,13 @@ grid, see ``compute_q_grid``)::
     norm(q)   = clamp((q² - lo) / (hi - lo), 0, 1)      (0 when hi - lo <= 1e-12: a flat critic)
     height(q) = norm(q) * height_scale + surface_epsilon
 
-The surface vertex at grid node (x_i, v_j) has height(q_grid[j, i]) and colour colormap(norm).
 An agent's height is height(q~), where q~ is the bilinear interpolation of ``q_grid`` at the
 agent's state (what issue 4 asks for): interpolate q, then apply the non-linear height formula.
-The drawn surface's triangles interpolate *heights* linearly between nodes, so an agent sits on
-the surface exactly at grid nodes and may sit slightly above or below the drawn triangles in
-between (less the finer the grid). ``surface_epsilon`` lifts the surface and the agents alike off
-the floor plane (world y = 0).
+The surface vertex at grid node (x_i, v_j) is drawn at height(q_grid[j, i]) - surface_epsilon,
+with colour colormap(norm): ``surface_epsilon`` lifts the agents (markers, trails) just above
+the drawn surface. Without it a trail lies exactly in the surface's triangles and the depth test
+cuts it into dashes. Between nodes the triangles interpolate heights linearly while the agents
+square an interpolated q; for a G = 21 grid that gap is far below the default epsilon.
 
 States outside the grid are clamped to its bounds before interpolating (an agent past the edge
 takes the height of the nearest edge point); NaN or inf states raise ValueError naming the rows.
@@ -48,6 +48,7 @@ MIN_Q2_SPAN = 1e-12
 # Overlay: grid lines along the surface plus a small diagonal cross at each node, in one Geom.
 OVERLAY_LINE_COLOR = (0.92, 0.92, 0.92, 1.0)
 OVERLAY_NODE_COLOR = (1.0, 1.0, 1.0, 1.0)
+OVERLAY_ALPHA = 0.35
 NODE_CROSS_FRACTION = 0.18  # cross half-width, as a fraction of the smaller world cell side
 # The overlay floats this far (a fraction of the plane size, in world y) above the surface: lines
 # exactly on the triangles' edges z-fight with them, and a depth offset alone does not fix that
@@ -409,8 +410,9 @@ class CriticHeatmap:
         """(G*G, 3) float32 world positions and (G*G, 4) float32 colours of the surface vertices
         (vertex k = j * G + i is node (xs[i], vs[j])), as array operations."""
         q = self._require_grid().reshape(-1)
-        # Heights through the agents' own path, so an agent at a node sits on the vertex.
-        heights = self._heights_unchecked(q)
+        # Heights through the agents' own path, so an agent at a node sits surface_epsilon
+        # above the vertex.
+        heights = self._heights_unchecked(q) - self.surface_epsilon
         return self.mapping.to_world(self.grid_states, heights), colormap(self._norm_from_q(q))
 
     def vertex_buffers_reference(self) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -429,7 +431,7 @@ class CriticHeatmap:
                 x, v, qv = float(self.xs[i]), float(self.vs[j]), float(q[j, i])
                 norm = (qv * qv - lo) / span if span > MIN_Q2_SPAN else 0.0
                 norm = min(max(norm, 0.0), 1.0)
-                height = norm * self.height_scale + self.surface_epsilon
+                height = norm * self.height_scale
                 positions.append(((x - cx) * sx, height, (v - cv) * sz))
                 colours.append(colormap_reference(norm))
         return np.array(positions, dtype=np.float32), np.array(colours, dtype=np.float32)
@@ -540,6 +542,7 @@ class CriticHeatmap:
         (default ``ursina.scene``). Needs a running Ursina app; idempotent."""
         if self.root is not None:
             return
+        from panda3d.core import TransparencyAttrib
         from ursina import Entity, scene
 
         self._require_grid()
@@ -561,6 +564,9 @@ class CriticHeatmap:
         # The lines follow the surface's edges, lifted a little; the offset helps them win the
         # depth test where the lift is below the depth buffer's resolution.
         overlay_np.set_depth_offset(1)
+        # A faint overlay: the grid reads as structure, the surface colours stay in front.
+        overlay_np.set_transparency(TransparencyAttrib.M_alpha)
+        overlay_np.set_color_scale(1.0, 1.0, 1.0, OVERLAY_ALPHA)
         self.update_mesh()
 
     def set_surface_visible(self, visible: bool) -> None:

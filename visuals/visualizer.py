@@ -23,6 +23,7 @@ from visuals.config import VisualConfig
 from visuals.coords import PlaneMapping
 from visuals.heatmap import CriticHeatmap
 from visuals.markers import BatchedMarkers, MarkerEntities, mode_marker_colors
+from visuals.offscreen import disable_generated_shaders
 from visuals.palette import (
     GOAL_COLOR,
     MODE_COLORS,
@@ -30,12 +31,15 @@ from visuals.palette import (
     TRAINING_AGENT_FALLBACK,
     TRAINING_AGENT_RELAX,
 )
-from visuals.offscreen import disable_generated_shaders
 from visuals.scene_stats import count_draw_calls
 from visuals.stats_cache import ReferenceStatsPanel, StatsCache
-from visuals.trails import BatchedTrailRenderer, LineTrailGroup
+from visuals.trails import TRAINING_MODE_COLORS, BatchedTrailRenderer, LineTrailGroup
 
 REFERENCE_PATHS = ("calf", "interp", "stats", "trails")
+FLOOR_Y = -0.05  # below the surface's lowest point (height 0)
+TIMELINE_GAP = 1.5  # world units between the plane's far edge and the timeline
+TIMELINE_SCALE = 0.3  # world y per unit of log(1 + |Q†|)
+TIMELINE_TOP = 2.2
 _TRAINING_COLORS = {
     "td3": TRAINING_AGENT_CERTIFIED,
     "relax": TRAINING_AGENT_RELAX,
@@ -104,6 +108,7 @@ class TrainingVisualizer:
         self.agent_trail = BatchedTrailRenderer(
             max_agents=1,
             max_points=cfg.trail_points,
+            mode_colors=TRAINING_MODE_COLORS,
             thickness=cfg.trail_thickness + 1,
             parent=self.world,
         )
@@ -123,7 +128,6 @@ class TrainingVisualizer:
             position=(-0.87, 0.48),
             scale=0.75,
             origin=(-0.5, 0.5),
-            background=True,
         )
         self.fps_text = Text(
             "", parent=camera.ui, position=(0.86, 0.48), origin=(0.5, 0.5), scale=0.9
@@ -135,46 +139,51 @@ class TrainingVisualizer:
 
     # ----------------------------------------------------------------- scene
     def _build_floor(self) -> None:
-        """Floor grid and the two axes: one line mesh each."""
+        """Floor grid and the two axes (one line mesh each), a little below the surface's
+        lowest point so they never z-fight with it; the Q-certificate timeline's frame."""
         half = self.mapping.plane_size / 2
-        n = 10
-        ticks = np.linspace(-half, half, n + 1)
+        y = FLOOR_Y
+        ticks = np.linspace(-half, half, 11)
         verts: list[tuple[float, float, float]] = []
         for t in ticks:
-            verts += [(t, 0.0, -half), (t, 0.0, half), (-half, 0.0, t), (half, 0.0, t)]
+            verts += [(t, y, -half), (t, y, half), (-half, y, t), (half, y, t)]
         self.floor = Entity(
             parent=self.world,
             model=Mesh(vertices=verts, mode="line", thickness=1),
             color=color.rgba(0.5, 0.5, 0.55, 0.5),
             name="floor",
         )
-        axis_verts = [(-half, 0.01, 0), (half, 0.01, 0), (0, 0.01, -half), (0, 0.01, half)]
+        ya = y + 0.01
+        axis_verts = [(-half, ya, 0), (half, ya, 0), (0, ya, -half), (0, ya, half)]
         axis_colors = [color.azure, color.azure, color.magenta, color.magenta]
         self.axes = Entity(
             parent=self.world,
             model=Mesh(vertices=axis_verts, colors=axis_colors, mode="line", thickness=2),
             name="axes",
         )
-        self.axis_labels = [
-            Text(
-                "x",
-                parent=self.world,
-                position=(half + 0.4, 0.05, 0),
-                scale=12,
-                billboard=True,
-                color=color.azure,
-            ),
-            Text(
-                "v",
-                parent=self.world,
-                position=(0, 0.05, half + 0.4),
-                scale=12,
-                billboard=True,
-                color=color.magenta,
-            ),
+        # The timeline stands behind the plane: a baseline and a vertical scale.
+        z = half + TIMELINE_GAP
+        frame_verts = [(-half, 0, z), (half, 0, z), (-half, 0, z), (-half, TIMELINE_TOP, z)]
+        self.timeline_frame = Entity(
+            parent=self.world,
+            model=Mesh(vertices=frame_verts, mode="line", thickness=1),
+            color=color.rgba(0.7, 0.7, 0.75, 0.6),
+            name="timeline_frame",
+        )
+        self.labels = [
+            self._label("x", (half + 0.4, ya, 0), color.azure),
+            self._label("v", (0, ya, half + 0.4), color.magenta),
+            self._label("log(1 + |Q†|) over time", (-half, TIMELINE_TOP + 0.3, z), color.white, 9),
         ]
-        for label in self.axis_labels:
-            disable_generated_shaders(label)
+
+    def _label(
+        self, text: str, position: tuple[float, float, float], c: Any, scale: float = 12
+    ) -> Any:
+        label = Text(
+            text, parent=self.world, position=position, scale=scale, billboard=True, color=c
+        )
+        disable_generated_shaders(label)
+        return label
 
     def _place_goal(self) -> None:
         h = self.heatmap.get_q_value_for_states_batch(np.zeros((1, 2)))
@@ -210,9 +219,9 @@ class TrainingVisualizer:
         half = self.mapping.plane_size / 2
         x = -half + self.mapping.plane_size * (self._timeline_step % n) / max(n - 1, 1)
         # log(1 + |q|) keeps early and late critic scales on one fixed axis.
-        y = 0.4 * np.log1p(abs(q_cert))
+        y = min(TIMELINE_SCALE * np.log1p(abs(q_cert)), TIMELINE_TOP)
         self.timeline.push(
-            np.array([[x, y, half + 1.5]], dtype=np.float32),
+            np.array([[x, y, half + TIMELINE_GAP]], dtype=np.float32),
             np.array([_MODE_CODE[mode]], dtype=np.int8),
         )
         self._timeline_step += 1
