@@ -29,6 +29,7 @@ from perf.compare import (
 )
 from perf.profiler import atomic_write_text
 from perf.runner import MODES, RunError, RunSpec, run_once
+from perf.soak import soak_findings, soak_targets
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -102,23 +103,6 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     return _report(a, runs, scale_targets, "optimised, medians over rounds")
 
 
-def soak_findings(series: list[dict[str, float]], warmup_frames: int) -> dict[str, Any]:
-    """RSS growth after warm-up and node-count drift from a run's sampled series."""
-    after = [s for s in series if s["frame"] >= warmup_frames]
-    if len(after) < 2:
-        raise ValueError("soak run too short: need samples after the warm-up")
-    rss0, rss1 = after[0]["rss_mb"], after[-1]["rss_mb"]
-    nodes = [s["nodes"] for s in after]
-    return {
-        "rss_start_mb": rss0,
-        "rss_end_mb": rss1,
-        "rss_growth_pct": 100.0 * (rss1 - rss0) / rss0,
-        "nodes_min": min(nodes),
-        "nodes_max": max(nodes),
-        "samples": len(after),
-    }
-
-
 def cmd_soak(a: argparse.Namespace) -> int:
     extra = ["--series-every", str(a.sample_every)]
     if a.churn:
@@ -135,27 +119,17 @@ def cmd_soak(a: argparse.Namespace) -> int:
     print(f"soak: N={a.agents}, {a.frames} frames, churn={'on' if a.churn else 'off'}")
     record = run_once(spec)
     found = soak_findings(record["series"], a.warmup)
-    targets = [
-        {
-            "name": "RSS growth after warm-up (%)",
-            "value": round(found["rss_growth_pct"], 3),
-            "op": "<",
-            "limit": 5.0,
-            "ok": found["rss_growth_pct"] < 5.0,
-        },
-        {
-            "name": "scene nodes max - min after warm-up",
-            "value": found["nodes_max"] - found["nodes_min"],
-            "op": "<=",
-            "limit": 0,
-            "ok": found["nodes_max"] == found["nodes_min"],
-        },
-    ]
+    targets = soak_targets(found)
     for s in record["series"]:
         print(
             f"  frame {s['frame']:>6}  rss {s['rss_mb']:7.1f} MB  nodes {s['nodes']:>5}  "
             f"agents {s.get('agents', '-')}"
         )
+    print(
+        f"RSS after warm-up: {found['rss_start_mb']:.1f} -> {found['rss_end_mb']:.1f} MB "
+        f"({found['rss_growth_pct']:+.2f} %), trend {found['rss_drift_pct']:+.2f} %, largest "
+        f"single step {found['largest_step_mb']:+.1f} MB"
+    )
     print("targets:\n" + format_targets(targets))
     if a.json:
         _write_json(a.json, {"record": record, "findings": found, "targets": targets})

@@ -64,8 +64,15 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float
     return out
 
 
-def _target(name: str, value: float, op: str, limit: float) -> dict[str, Any]:
-    ok = {"<=": value <= limit, ">=": value >= limit, ">": value > limit, "==": value == limit}[op]
+def target(name: str, value: float, op: str, limit: float) -> dict[str, Any]:
+    """One checked target: {name, value, op, limit, ok}."""
+    ok = {
+        "<=": value <= limit,
+        "<": value < limit,
+        ">=": value >= limit,
+        ">": value > limit,
+        "==": value == limit,
+    }[op]
     return {"name": name, "value": round(float(value), 4), "op": op, "limit": limit, "ok": bool(ok)}
 
 
@@ -83,10 +90,10 @@ def stage4_targets(summary: dict[str, dict[str, dict[str, float]]]) -> list[dict
     n20 = _closest(ns, 20)
     o, r = opt[str(n20)], ref[str(n20)]
     targets.append(
-        _target(f"fps ratio optimised/reference at N={n20}", o["fps"] / r["fps"], ">=", 1.3)
+        target(f"fps ratio optimised/reference at N={n20}", o["fps"] / r["fps"], ">=", 1.3)
     )
     targets.append(
-        _target(
+        target(
             f"cpu ms/frame ratio optimised/reference at N={n20}",
             o["cpu_ms_per_frame"] / r["cpu_ms_per_frame"],
             "<=",
@@ -95,12 +102,12 @@ def stage4_targets(summary: dict[str, dict[str, dict[str, float]]]) -> list[dict
     )
     worst = max(opt[str(n)]["forward_passes_per_frame"] for n in ns)
     targets.append(
-        _target("max visualisation forward passes per frame, optimised (all N)", worst, "<=", 3)
+        target("max visualisation forward passes per frame, optimised (all N)", worst, "<=", 3)
     )
     lo, hi = ns[0], ns[-1]
     if lo != hi:
         targets.append(
-            _target(
+            target(
                 f"reference forward passes grow: N={hi} minus N={lo}",
                 ref[str(hi)]["forward_passes_per_frame"] - ref[str(lo)]["forward_passes_per_frame"],
                 ">",
@@ -109,7 +116,7 @@ def stage4_targets(summary: dict[str, dict[str, dict[str, float]]]) -> list[dict
         )
         a, b = _closest(ns, 5), _closest(ns, 30)
         targets.append(
-            _target(
+            target(
                 f"draw calls per frame, optimised: |N={b} - N={a}|",
                 abs(opt[str(b)]["draw_calls_per_frame"] - opt[str(a)]["draw_calls_per_frame"]),
                 "<=",
@@ -117,7 +124,7 @@ def stage4_targets(summary: dict[str, dict[str, dict[str, float]]]) -> list[dict
             )
         )
         targets.append(
-            _target(
+            target(
                 f"reference draw calls grow: N={hi} minus N={lo}",
                 ref[str(hi)]["draw_calls_per_frame"] - ref[str(lo)]["draw_calls_per_frame"],
                 ">",
@@ -133,7 +140,7 @@ def scale_targets(summary: dict[str, dict[str, dict[str, float]]]) -> list[dict[
     out = []
     for n, fps in ((100, 60.0), (1000, 20.0)):
         if str(n) in opt:
-            out.append(_target(f"optimised FPS at N={n}", opt[str(n)]["fps"], ">=", fps))
+            out.append(target(f"optimised FPS at N={n}", opt[str(n)]["fps"], ">=", fps))
     return out
 
 

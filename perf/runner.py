@@ -35,6 +35,14 @@ RECORD_KEYS = (
 )
 
 
+# The environment of every measured run. OPENBLAS_NUM_THREADS: numpy's BLAS threads spin against
+# the render and torch threads on two cores. MALLOC_MMAP_THRESHOLD_: glibc raises its mmap
+# threshold the first time a large temporary is freed, after which such buffers come from the
+# heap, which then grows ~30 MB once, at a random frame; a short soak reads that as a leak. A
+# fixed threshold keeps large temporaries mmapped and returned, so RSS reflects what is live.
+RUN_ENV = {"PYTHONUNBUFFERED": "1", "OPENBLAS_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": "131072"}
+
+
 class RunError(RuntimeError):
     """A headless run failed; the message carries the tail of its output."""
 
@@ -109,7 +117,7 @@ def run_once(spec: RunSpec, keep_dir: Path | None = None) -> dict[str, Any]:
         work = keep_dir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         profile = work / f"profile-{spec.mode}-{spec.agents}.json"
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OPENBLAS_NUM_THREADS": "1"}
+        env = {**os.environ, **RUN_ENV}
         proc = subprocess.run(
             spec.command(profile, work),
             capture_output=True,

@@ -59,7 +59,7 @@ def test_gate_fails_when_the_optimised_run_takes_the_reference_paths(tmp_path: P
 def test_short_soak_with_agent_churn_keeps_memory_and_scene_flat(tmp_path: Path) -> None:
     report = tmp_path / "soak.json"
     proc = calf_perf(
-        "soak", "--agents", "10", "--frames", "500", "--warmup", "400", "--sample-every", "100",
+        "soak", "--agents", "10", "--frames", "500", "--warmup", "300", "--sample-every", "50",
         "--churn", "--churn-every", "20", "--json", str(report), "--check",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]

@@ -259,7 +259,11 @@ class VisualTrainerApp:
         n_agents = self.cfg.n_agents if opts.agents is None else opts.agents
         self.vis_env = PointMassBatch(
             n_agents,
-            PointMassParams(max_steps=self.cfg.agent_max_steps),
+            # Visual agents that leave the drawn plane start over, like those that finish.
+            PointMassParams(
+                max_steps=self.cfg.agent_max_steps,
+                boundary=max(map(abs, (*self.cfg.x_range, *self.cfg.v_range))),
+            ),
             rng=np.random.default_rng(opts.seed + 1),
         )
         self.policy.add_batch_agents(n_agents)
@@ -341,7 +345,7 @@ class VisualTrainerApp:
         from ursina import EditorCamera, camera
 
         self._orbit = np.array([32.0, -25.0])  # tilt, yaw in degrees
-        self._distance = 23.0
+        self._distance = 25.0
         if self.opts.headless:
             self.editor_camera = None
             self._place_camera()
@@ -355,7 +359,7 @@ class VisualTrainerApp:
         tilt, yaw = np.radians(self._orbit)
         d = self._distance
         # Aim left of the plane's centre so the plane sits right of the panel.
-        target = np.array([-1.6, 1.1, 0.8])
+        target = np.array([-1.6, 1.9, 1.0])
         offset = d * np.array(
             [np.cos(tilt) * np.sin(-yaw), np.sin(tilt), -np.cos(tilt) * np.cos(yaw)]
         )
@@ -382,7 +386,7 @@ class VisualTrainerApp:
             self.last_step_result = result
             self._simulate_visual_agents()
             with prof.section("trails"):
-                self.viz.draw_training_agent(result.state, result.mode)
+                self.viz.draw_training_agent(result.state, result.mode, result.episode_ended)
                 self.viz.push_timeline(self.controller.q_cert, result.mode)
             with prof.section("heatmap"):
                 self.viz.refresh_surface(self.trainer.global_step)

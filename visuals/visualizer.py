@@ -39,7 +39,7 @@ REFERENCE_PATHS = ("calf", "interp", "stats", "trails")
 FLOOR_Y = -0.05  # below the surface's lowest point (height 0)
 TIMELINE_GAP = 1.5  # world units between the plane's far edge and the timeline
 TIMELINE_SCALE = 0.3  # world y per unit of log(1 + |Q†|)
-TIMELINE_TOP = 2.2
+TIMELINE_HEIGHT = 1.6  # world units from the timeline's baseline to its top
 _TRAINING_COLORS = {
     "td3": TRAINING_AGENT_CERTIFIED,
     "relax": TRAINING_AGENT_RELAX,
@@ -65,6 +65,8 @@ class TrainingVisualizer:
         self.cfg = cfg
         self.reference = frozenset(reference)
         self.mapping = PlaneMapping(cfg.x_range, cfg.v_range)
+        # The timeline's baseline sits above the surface's highest point, so it is never hidden.
+        self._timeline_base = cfg.height_scale + 0.3
         self.world = Entity(name="world")
 
         self.heatmap = CriticHeatmap(
@@ -162,8 +164,9 @@ class TrainingVisualizer:
             name="axes",
         )
         # The timeline stands behind the plane: a baseline and a vertical scale.
-        z = half + TIMELINE_GAP
-        frame_verts = [(-half, 0, z), (half, 0, z), (-half, 0, z), (-half, TIMELINE_TOP, z)]
+        z, y0 = half + TIMELINE_GAP, self._timeline_base
+        top = y0 + TIMELINE_HEIGHT
+        frame_verts = [(-half, y0, z), (half, y0, z), (-half, y0, z), (-half, top, z)]
         self.timeline_frame = Entity(
             parent=self.world,
             model=Mesh(vertices=frame_verts, mode="line", thickness=1),
@@ -173,7 +176,7 @@ class TrainingVisualizer:
         self.labels = [
             self._label("x", (half + 0.4, ya, 0), color.azure),
             self._label("v", (0, ya, half + 0.4), color.magenta),
-            self._label("log(1 + |Q†|) over time", (-half, TIMELINE_TOP + 0.3, z), color.white, 9),
+            self._label("log(1 + |Q†|) over time", (-half, top + 0.3, z), color.white, 9),
         ]
 
     def _label(
@@ -202,12 +205,16 @@ class TrainingVisualizer:
         self.trails.push(positions, codes)
         self.markers.update(positions, mode_marker_colors(codes))
 
-    def draw_training_agent(self, state: ArrayLike, mode: str) -> None:
+    def draw_training_agent(self, state: ArrayLike, mode: str, episode_ended: bool = False) -> None:
+        """The training agent's marker and trail; a new episode starts a new trail (no line
+        from where the last one ended to the new start)."""
         s = np.asarray(state, dtype=np.float64).reshape(1, 2)
         pos = self.mapping.to_world(s, self.heights(s))
         self.agent_entity.position = tuple(pos[0])
         self.agent_entity.color = _rgba(_TRAINING_COLORS[mode])
         self.agent_trail.push(pos, np.array([_MODE_CODE[mode]], dtype=np.int8))
+        if episode_ended:
+            self.agent_trail.clear([0])
 
     def push_timeline(self, q_cert: float | None, mode: str) -> None:
         """The certificate value over time, as a sweep behind the plane (clears on wrap)."""
@@ -219,7 +226,7 @@ class TrainingVisualizer:
         half = self.mapping.plane_size / 2
         x = -half + self.mapping.plane_size * (self._timeline_step % n) / max(n - 1, 1)
         # log(1 + |q|) keeps early and late critic scales on one fixed axis.
-        y = min(TIMELINE_SCALE * np.log1p(abs(q_cert)), TIMELINE_TOP)
+        y = self._timeline_base + min(TIMELINE_SCALE * np.log1p(abs(q_cert)), TIMELINE_HEIGHT)
         self.timeline.push(
             np.array([[x, y, half + TIMELINE_GAP]], dtype=np.float32),
             np.array([_MODE_CODE[mode]], dtype=np.int8),
