@@ -10,19 +10,10 @@ import statistics
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from perf.runner import MODES, RunSpec, run_once
+from perf.runner import MODES, RECORD_KEYS, RunSpec, run_once
 
-METRICS = (
-    "fps",
-    "frame_ms_p50",
-    "frame_ms_p95",
-    "cpu_ms_per_frame",
-    "forward_passes_per_frame",
-    "training_forward_passes_per_frame",
-    "mesh_updates_per_frame",
-    "draw_calls_per_frame",
-    "rss_mb",
-)
+# The per-frame figures of a run record, summarised as medians over rounds.
+METRICS = tuple(k for k in RECORD_KEYS if k not in ("agents", "mode", "frames", "sections_ms"))
 
 Runner = Callable[[RunSpec], dict[str, Any]]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -189,3 +190,20 @@ def test_corrupt_or_foreign_checkpoints_are_refused_and_nothing_is_overwritten(t
             assert str(path) in line
         assert path.read_bytes() == before
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif(
+    shutil.which("xvfb-run") is None, reason="no virtual display (apt-get install xvfb)"
+)
+def test_with_a_display_the_trainer_opens_a_window(tmp_path):
+    """On a desktop calf-train opens a real window (here: Xvfb) and still ends by itself."""
+    proc = subprocess.run(
+        ["xvfb-run", "-a", "-s", "-screen 0 1280x720x24", sys.executable, "-m", "visuals",
+         "--frames", "60", "--agents", "3", "--no-progress", "--out", str(tmp_path),
+         "--screenshot", str(tmp_path / "window.png")],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    img = load_png(tmp_path / "window.png")
+    # 1280x720 is the windowed default; a headless run would have defaulted to 640x360.
+    assert img.shape[:2] == (720, 1280) and img.std() > 10

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from visuals.drawable import Drawable
 from visuals.palette import MODE_COLORS
 from visuals.trails import VERTEX_DTYPE, colors_to_uint8, make_geom_node, vertex_view
 
@@ -56,7 +57,7 @@ def _check_size(size: float) -> float:
     return float(size)
 
 
-class BatchedMarkers:
+class BatchedMarkers(Drawable):
     """N screen-space points in one Geom: one draw call, one buffer upload per ``update``."""
 
     def __init__(self, max_agents: int, size: float = 8.0, parent: Any = None) -> None:
@@ -128,25 +129,11 @@ class BatchedMarkers:
         self.size = _check_size(size)
         self.node.set_render_mode_thickness(self.size)
 
-    def set_zoom(self, zoom: float) -> None:
-        if not np.isfinite(zoom) or zoom <= 0:
-            raise ValueError(f"zoom must be a positive number, got {zoom!r}")
-        self.entity.set_scale(float(zoom))
-
-    def set_visible(self, visible: bool) -> None:
-        if visible:
-            self.node.show()
-        else:
-            self.node.hide()
-
-    def destroy(self) -> None:
-        from ursina import destroy
-
-        destroy(self.entity)
+    def _forget(self) -> None:
         self.count = 0
 
 
-class MarkerEntities:
+class MarkerEntities(Drawable):
     """Reference markers: one sphere Entity per agent, updated one by one (N draw calls)."""
 
     def __init__(
@@ -209,19 +196,5 @@ class MarkerEntities:
         for s in self.spheres:
             s.scale = self.size * self.world_per_pixel
 
-    def set_zoom(self, zoom: float) -> None:
-        if not np.isfinite(zoom) or zoom <= 0:
-            raise ValueError(f"zoom must be a positive number, got {zoom!r}")
-        self.entity.set_scale(float(zoom))
-
-    def set_visible(self, visible: bool) -> None:
-        if visible:
-            self.entity.show()
-        else:
-            self.entity.hide()
-
-    def destroy(self) -> None:
-        from ursina import destroy
-
-        destroy(self.entity)
+    def _forget(self) -> None:
         self.spheres = []

@@ -33,6 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from visuals.drawable import Drawable
 from visuals.palette import (
     MODE_COLORS,
     TRAINING_AGENT_CERTIFIED,
@@ -86,12 +87,6 @@ def _check_thickness(thickness: float) -> float:
     if not np.isfinite(thickness) or thickness <= 0:
         raise ValueError(f"thickness must be a positive number, got {thickness!r}")
     return float(thickness)
-
-
-def _check_zoom(zoom: float) -> float:
-    if not np.isfinite(zoom) or zoom <= 0:
-        raise ValueError(f"zoom must be a positive number, got {zoom!r}")
-    return float(zoom)
 
 
 def select_ids(ids: ArrayLike, n: int) -> NDArray[np.int64]:
@@ -157,7 +152,7 @@ class TrailSet(Protocol):
 # --------------------------------------------------------------------------------------------
 
 
-class LineTrail:
+class LineTrail(Drawable):
     """One agent's trail, the seed behaviour: a ring of points and modes, decimation, and one
     Entity per run of equal mode (up to ``max_segments``, the newest runs win), each with its own
     mesh and colour, regenerated from Python lists every ``rebuild_every`` kept points."""
@@ -284,14 +279,11 @@ class LineTrail:
             if seg.visible:
                 seg.visible = False
 
-    def destroy(self) -> None:
-        from ursina import destroy
-
-        destroy(self.entity)
+    def _forget(self) -> None:
         self._segments = []
 
 
-class LineTrailGroup:
+class LineTrailGroup(Drawable):
     """N ``LineTrail`` objects behind the ``TrailSet`` interface: the reference path."""
 
     def __init__(
@@ -376,19 +368,7 @@ class LineTrailGroup:
         trail = self.trails[agent]
         return trail.points, trail.modes
 
-    def set_zoom(self, zoom: float) -> None:
-        self.entity.set_scale(_check_zoom(zoom))
-
-    def set_visible(self, visible: bool) -> None:
-        if visible:
-            self.entity.show()
-        else:
-            self.entity.hide()
-
-    def destroy(self) -> None:
-        from ursina import destroy
-
-        destroy(self.entity)
+    def _forget(self) -> None:
         self.trails = []
 
 
@@ -435,7 +415,7 @@ def vertex_view(vdata: Any) -> NDArray[np.void]:
     return np.frombuffer(memoryview(vdata.modify_array(0)), dtype=VERTEX_DTYPE)
 
 
-class BatchedTrailRenderer:
+class BatchedTrailRenderer(Drawable):
     """Every agent's trail in one Geom (one draw call); in-place, vectorised ring updates."""
 
     def __init__(
@@ -633,22 +613,9 @@ class BatchedTrailRenderer:
         """Points held by each agent's trail."""
         return self._count[: self.num_agents].copy()
 
-    def set_zoom(self, zoom: float) -> None:
-        """Scale the whole trail layer about its parent's origin (O(1), no vertex rewrite)."""
-        self.entity.set_scale(_check_zoom(zoom))
-
     def set_thickness(self, thickness: float) -> None:
         self.thickness = _check_thickness(thickness)
         self.node.set_render_mode_thickness(self.thickness)
 
-    def set_visible(self, visible: bool) -> None:
-        if visible:
-            self.node.show()
-        else:
-            self.node.hide()
-
-    def destroy(self) -> None:
-        from ursina import destroy
-
-        destroy(self.entity)
+    def _forget(self) -> None:
         self.num_agents = 0

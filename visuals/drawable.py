@@ -1,0 +1,39 @@
+"""What every drawn layer does the same way: zoom, show/hide and teardown act on its root entity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def check_zoom(zoom: float) -> float:
+    if not np.isfinite(zoom) or zoom <= 0:
+        raise ValueError(f"zoom must be a positive number, got {zoom!r}")
+    return float(zoom)
+
+
+class Drawable:
+    """A layer drawn under one root ``entity`` (an Ursina Entity)."""
+
+    entity: Any
+
+    def set_zoom(self, zoom: float) -> None:
+        """Scale the layer about its parent's origin: O(1), no vertex is rewritten."""
+        self.entity.set_scale(check_zoom(zoom))
+
+    def set_visible(self, visible: bool) -> None:
+        if visible:
+            self.entity.show()
+        else:
+            self.entity.hide()
+
+    def destroy(self) -> None:
+        """Remove the layer from the scene, then drop what it held (``_forget``)."""
+        from ursina import destroy
+
+        destroy(self.entity)
+        self._forget()
+
+    def _forget(self) -> None:
+        """Release references to drawn objects after ``destroy``; layers override it."""
