@@ -8,209 +8,17 @@ critic surface, trails, the periodic surface refresh and the cached panel. One
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-REFERENCE_PATHS = ("calf", "interp", "stats", "trails")
-KEYS_HELP = (
-    "P pause | + / - add or remove an agent | H surface | G overlay | "
-    "F1 export profile | F2 profiler on/off | F3 reset profiler | "
-    "arrows orbit/tilt | Q / E zoom"
-)
+from visuals.options import AppOptions, UsageError, parse_options
+from visuals.stats_cache import panel_values_from
 
-
-class UsageError(Exception):
-    """Bad command-line input: reported as one line, exit status 2."""
-
-
-@dataclass
-class AppOptions:
-    algo: str = "calf"
-    agents: int | None = None  # None: the preset's number
-    preset: str = "medium"
-    episodes: int | None = None  # stop after this many training episodes
-    max_steps: int = 500  # training-agent episode length
-    seed: int = 0
-    device: str = "cpu"
-    resume: Path | None = None
-    eval: Path | None = None
-    headless: bool = False
-    frames: int | None = None  # stop after this many frames
-    warmup: int = 0  # frames excluded from the profile (perf runs)
-    size: tuple[int, int] = (1280, 720)
-    screenshot: Path | None = None
-    profile: Path | None = None
-    reference: frozenset[str] = field(default_factory=frozenset)
-    out: Path = Path("runs/latest")
-    learning_starts: int = 1000
-    prefill: int = 0  # random training steps taken before the first frame
-    checkpoint_every: int = 10  # episodes
-    plot_every: int = 5  # episodes
-    torch_threads: int = 1
-    progress: bool = True
-    save: bool = True  # reward plot, checkpoint and screenshot at exit
-    churn_every: int = 0  # perf soak: add or remove agents every k frames
-    series_every: int = 0  # perf soak: sample RSS and scene-node count every k frames
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 640x360, got {text!r}") from None
-    if w < 16 or h < 16:
-        raise argparse.ArgumentTypeError(f"size {w}x{h} is too small")
-    return w, h
-
-
-def _references(text: str) -> frozenset[str]:
-    names = {t.strip() for t in text.split(",") if t.strip()}
-    if names in ({"all"}, {"reference"}):
-        return frozenset(REFERENCE_PATHS)
-    if names in ({"none"}, set()):
-        return frozenset()
-    unknown = names - set(REFERENCE_PATHS)
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown reference path(s) {sorted(unknown)}; choose from "
-            f"{','.join(REFERENCE_PATHS)} or all"
-        )
-    return frozenset(names)
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, no usage dump
-        raise UsageError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="calf-train", description="Watch CALF learn in 3D. Keys: " + KEYS_HELP)
-    p.add_argument("--algo", choices=("calf", "td3"), default="calf")
-    p.add_argument("--agents", type=_non_negative, help="visual agents (default: the preset's)")
-    p.add_argument("--preset", choices=("low", "medium", "high"), default="medium")
-    p.add_argument("--episodes", type=_positive, help="stop after this many training episodes")
-    p.add_argument("--max-steps", type=_positive, default=500, help="training episode length")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--resume", type=Path, metavar="PATH", help="continue from a checkpoint")
-    p.add_argument("--eval", type=Path, metavar="PATH", help="run a checkpoint, no learning")
-    p.add_argument("--headless", action="store_true", help="render offscreen (auto: no display)")
-    p.add_argument("--frames", type=_positive, help="stop after N frames")
-    p.add_argument("--warmup", type=_non_negative, default=0, help="frames left out of --profile")
-    p.add_argument("--size", type=_size, default=None, metavar="WxH")
-    p.add_argument("--screenshot", type=Path, metavar="PATH", help="PNG of the last frame")
-    p.add_argument("--profile", type=Path, metavar="PATH", help="profiler JSON at exit")
-    p.add_argument(
-        "--reference",
-        type=_references,
-        default=frozenset(),
-        metavar="LIST",
-        help="run optimisations on their loop reference: calf,interp,stats,trails or all",
-    )
-    p.add_argument("--out", type=Path, default=Path("runs/latest"), help="outputs folder")
-    p.add_argument("--learning-starts", type=_non_negative, default=1000)
-    p.add_argument(
-        "--prefill",
-        type=_non_negative,
-        default=0,
-        metavar="STEPS",
-        help="random training steps before the first frame (perf runs: learn from frame 1)",
-    )
-    p.add_argument("--checkpoint-every", type=_positive, default=10, metavar="EPISODES")
-    p.add_argument("--torch-threads", type=_positive, default=1)
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--no-save", action="store_true", help="write no plot/checkpoint/screenshot")
-    p.add_argument(
-        "--churn",
-        type=_non_negative,
-        default=0,
-        metavar="FRAMES",
-        help="perf soak: add or remove agents every FRAMES frames",
-    )
-    p.add_argument(
-        "--series-every",
-        type=_non_negative,
-        default=0,
-        metavar="FRAMES",
-        help="perf soak: record RSS and scene nodes every FRAMES frames",
-    )
-    return p
-
-
-def has_display() -> bool:
-    return sys.platform in ("win32", "darwin") or bool(
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    )
-
-
-def parse_options(argv: list[str] | None = None) -> AppOptions:
-    """Command line -> AppOptions; UsageError with one line on bad input."""
-    a = build_parser().parse_args(argv)
-    if a.resume and a.eval:
-        raise UsageError("--resume and --eval exclude each other")
-    for flag, path in (("--resume", a.resume), ("--eval", a.eval)):
-        if path is not None and not path.is_file():
-            raise UsageError(f"{flag}: no such checkpoint file: {path}")
-    headless = a.headless or not has_display()
-    frames = a.frames
-    if headless and frames is None and a.episodes is None:
-        frames = 600  # a headless run always ends by itself
-    size = a.size or ((640, 360) if headless else (1280, 720))
-    out = a.out
-    return AppOptions(
-        algo=a.algo,
-        agents=a.agents,
-        preset=a.preset,
-        episodes=a.episodes,
-        max_steps=a.max_steps,
-        seed=a.seed,
-        device=a.device,
-        resume=a.resume,
-        eval=a.eval,
-        headless=headless,
-        frames=frames,
-        warmup=a.warmup,
-        size=size,
-        screenshot=a.screenshot or (out / "screenshot.png" if headless and not a.no_save else None),
-        profile=a.profile,
-        reference=a.reference,
-        out=out,
-        learning_starts=a.learning_starts,
-        prefill=a.prefill,
-        checkpoint_every=a.checkpoint_every,
-        torch_threads=a.torch_threads,
-        progress=not a.no_progress,
-        save=not a.no_save,
-        churn_every=a.churn,
-        series_every=a.series_every,
-    )
+__all__ = ["VisualTrainerApp", "main", "parse_options"]
 
 
 class VisualTrainerApp:
@@ -452,8 +260,10 @@ class VisualTrainerApp:
         self.last_codes = codes
 
     def _update_panel(self) -> None:
-        from visuals.stats_cache import panel_values_from
-
+        # The panel shows the step just taken: Q(s, a) and the K-infinity bounds at its state.
+        r = self.last_step_result
+        state = self.trainer.state if r is None else r.state
+        action = np.zeros(1) if r is None else r.action
         values = panel_values_from(
             self.controller,
             self.trainer,
@@ -461,11 +271,9 @@ class VisualTrainerApp:
             profiler_line=self._profiler_line(),
             fps=self._fps_ema,
             n_agents=len(self.vis_env),
+            state=state,
         )
-        r = self.last_step_result
-        self.viz.update_stats_display(
-            values, None if r is None else r.state, None if r is None else r.action
-        )
+        self.viz.update_stats_display(values, state, action)
         if self.frame_index % 30 == 0:
             self.viz.set_fps(self._fps_ema)
 

@@ -35,7 +35,6 @@ from visuals.scene_stats import count_draw_calls
 from visuals.stats_cache import ReferenceStatsPanel, StatsCache
 from visuals.trails import TRAINING_MODE_COLORS, BatchedTrailRenderer, LineTrailGroup
 
-REFERENCE_PATHS = ("calf", "interp", "stats", "trails")
 FLOOR_Y = -0.05  # below the surface's lowest point (height 0)
 TIMELINE_GAP = 1.5  # world units between the plane's far edge and the timeline
 TIMELINE_SCALE = 0.3  # world y per unit of log(1 + |Q†|)
