@@ -234,6 +234,8 @@ def test_bench_profiler(benchmark, quick, op, enabled):
     n = PER_CALL[op]
     benchmark.group = f"profiler {op} x{n}"
     benchmark.pedantic(fn, rounds=10 if quick else 50, iterations=1, warmup_rounds=1)
+    if benchmark.disabled:  # --benchmark-disable ran fn once; the counts below assume rounds
+        return
     prof.end_frame()
     stats = prof.section_stats()
     if not enabled:  # nothing recorded

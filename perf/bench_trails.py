@@ -140,6 +140,8 @@ def test_trail_push(benchmark, drivers, quick, impl, n):
     fast = impl == "batched"
     rounds = (200 if fast else 15) if quick else (1000 if fast else (5 if n >= 1000 else 40))
     benchmark.pedantic(d.push, rounds=rounds, iterations=1, warmup_rounds=2)
+    if benchmark.stats is None:  # --benchmark-disable: the code ran once, nothing was timed
+        return
     record("push ms (median)", n, impl, f"{benchmark.stats.stats.median * 1e3:.4f}")
 
 
@@ -159,6 +161,8 @@ def test_trail_frame(benchmark, drivers, ursina_app, quick, impl, n):
         (12 if n >= 1000 else 25) if quick else (5 if n >= 1000 and impl == "reference" else 60)
     )
     benchmark.pedantic(frame, rounds=rounds, iterations=1, warmup_rounds=2)
+    if benchmark.stats is None:  # --benchmark-disable
+        return
     median = benchmark.stats.stats.median
     record("frame ms (median)", n, impl, f"{median * 1e3:.2f}")
     fps = 1.0 / median
