@@ -46,7 +46,6 @@ class StepResult:
     reward: float
     next_state: np.ndarray
     episode_ended: bool
-    reached_goal: bool
     losses: dict[str, float | None] | None
 
 
@@ -91,21 +90,23 @@ class AgentTrainer:
         return action, mode
 
     def step(self) -> StepResult:
-        """One environment step, its replay entry and (after warm-up) one TD3 update."""
-        state = self.state
-        action, mode = self.act(state)
-        next_state, reward, terminated, truncated, _ = self.env.step(action)
-        losses = None
-        if self.cfg.learn:
-            self.replay.add(state, action, reward, next_state, terminated)
-            # Learn once past the warm-up and once the replay holds a full batch (a warm-up
-            # shorter than the batch size must not make TD3.train refuse the replay).
-            if (
-                self.global_step >= self.cfg.learning_starts
-                and len(self.replay) >= self.cfg.batch_size
-            ):
-                losses = self.controller.train(self.replay, self.cfg.batch_size)
-                self.last_losses = losses
+        """One environment step, its replay entry and (after warm-up) one TD3 update. Its
+        network calls count under the forward counter's "training" tag."""
+        with self.controller.td3.forward_counter.tag("training"):
+            state = self.state
+            action, mode = self.act(state)
+            next_state, reward, terminated, truncated, _ = self.env.step(action)
+            losses = None
+            if self.cfg.learn:
+                self.replay.add(state, action, reward, next_state, terminated)
+                # Learn once past the warm-up and once the replay holds a full batch (a warm-up
+                # shorter than the batch size must not make TD3.train refuse the replay).
+                if (
+                    self.global_step >= self.cfg.learning_starts
+                    and len(self.replay) >= self.cfg.batch_size
+                ):
+                    losses = self.controller.train(self.replay, self.cfg.batch_size)
+                    self.last_losses = losses
         self.global_step += 1
         self.episode_reward += reward
         ended = terminated or truncated
@@ -118,7 +119,7 @@ class AgentTrainer:
             self.controller.reset_certificate()
         else:
             self.state = next_state
-        return StepResult(state, action, mode, reward, next_state, ended, terminated, losses)
+        return StepResult(state, action, mode, reward, next_state, ended, losses)
 
 
 def run_training(cfg: TrainerConfig, episodes: int, progress: bool = True) -> dict[str, Any]:

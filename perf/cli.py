@@ -142,7 +142,7 @@ def cmd_flame(a: argparse.Namespace) -> int:
     if not Path(pyspy).exists():
         print("calf-perf flame: py-spy is not installed (pip install py-spy)", file=sys.stderr)
         return 2
-    spec = RunSpec(a.agents, frames=a.frames, warmup=0, mode=a.mode, size=a.size)
+    spec = RunSpec(a.agents, frames=a.frames, warmup=a.warmup, mode=a.mode, size=a.size)
     with tempfile.TemporaryDirectory(prefix="calf-flame-") as tmp:
         cmd = [
             pyspy,
@@ -182,11 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(sp: argparse.ArgumentParser, frames: int, warmup: int) -> None:
+    def common(sp: argparse.ArgumentParser, frames: int, warmup: int, json: bool = True) -> None:
         sp.add_argument("--frames", type=int, default=frames, help="measured frames per run")
         sp.add_argument("--warmup", type=int, default=warmup, help="frames before measuring")
         sp.add_argument("--size", type=_size, default=(640, 360), metavar="WxH")
-        sp.add_argument("--json", type=Path, metavar="PATH")
+        if json:
+            sp.add_argument("--json", type=Path, metavar="PATH")
 
     r = sub.add_parser("run", help="one headless run")
     r.add_argument("--agents", type=int, required=True)
@@ -232,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--mode", choices=MODES, default="optimized")
     f.add_argument("--rate", type=int, default=200, help="samples per second")
     f.add_argument("-o", "--output", type=Path, default=Path("flame.svg"))
-    common(f, 600, 0)
+    common(f, 600, 0, json=False)
     f.set_defaults(fn=cmd_flame)
     return p
 

@@ -111,20 +111,29 @@ def record_from_profile(data: dict[str, Any], spec: RunSpec) -> dict[str, Any]:
     }
 
 
-def run_once(spec: RunSpec, keep_dir: Path | None = None) -> dict[str, Any]:
+def run_once(spec: RunSpec) -> dict[str, Any]:
     """Run the trainer headless as ``spec`` says; its run record."""
     with tempfile.TemporaryDirectory(prefix="calf-perf-") as tmp:
-        work = keep_dir or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
+        work = Path(tmp)
         profile = work / f"profile-{spec.mode}-{spec.agents}.json"
         env = {**os.environ, **RUN_ENV}
-        proc = subprocess.run(
-            spec.command(profile, work),
-            capture_output=True,
-            text=True,
-            timeout=spec.timeout_s,
-            env=env,
-        )
+        try:
+            proc = subprocess.run(
+                spec.command(profile, work),
+                capture_output=True,
+                text=True,
+                timeout=spec.timeout_s,
+                env=env,
+            )
+        except subprocess.TimeoutExpired as exc:
+            parts = (exc.stdout, exc.stderr)
+            text = "".join(
+                p.decode(errors="replace") if isinstance(p, bytes) else p for p in parts if p
+            )
+            tail = "\n".join(text.strip().splitlines()[-15:])
+            raise RunError(
+                f"headless run {spec.mode} N={spec.agents} exceeded {spec.timeout_s:.0f} s:\n{tail}"
+            ) from None
         if proc.returncode != 0 or not profile.is_file():
             tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
             raise RunError(

@@ -21,6 +21,28 @@ from visuals.stats_cache import panel_values_from
 __all__ = ["VisualTrainerApp", "main", "parse_options"]
 
 
+class _TD3Agents:
+    """``--algo td3``: the visual agents follow the actor alone (one batched forward), every step
+    in mode 'td3'; the batch-agent interface of CALFController, with no state to keep."""
+
+    def __init__(self, td3: Any) -> None:
+        self.td3 = td3
+        self.num_batch_agents = 0
+
+    def select_action_batch_codes(self, states: Any) -> tuple[Any, Any]:
+        actions = self.td3.select_action_batch(states)
+        return actions, np.zeros(len(actions), dtype=np.int8)
+
+    def add_batch_agents(self, n: int) -> None:
+        self.num_batch_agents += n
+
+    def remove_batch_agents(self, rows: Any) -> None:
+        self.num_batch_agents -= len(np.atleast_1d(rows))
+
+    def reset_batch_agents(self, rows: Any) -> None:
+        """Nothing to reset: plain TD3 keeps no per-agent certificate."""
+
+
 class VisualTrainerApp:
     """The visual trainer: training agent, visual agents, scene, keys and outputs."""
 
@@ -63,7 +85,12 @@ class VisualTrainerApp:
         self.trainer = AgentTrainer(tcfg, controller)
         for _ in range(opts.prefill):  # replay filled off-screen, so frame 1 already learns
             self.trainer.step()
-        self.policy: Any = PerAgentLoop(controller) if "calf" in opts.reference else controller
+        # The visual agents' policy: batched CALF, its per-agent loop reference, or plain TD3.
+        self.policy: Any = controller
+        if opts.algo == "td3":
+            self.policy = _TD3Agents(controller.td3)
+        elif "calf" in opts.reference:
+            self.policy = PerAgentLoop(controller)
         n_agents = self.cfg.n_agents if opts.agents is None else opts.agents
         self.vis_env = PointMassBatch(
             n_agents,
@@ -88,7 +115,6 @@ class VisualTrainerApp:
 
         self.paused = False
         self.frame_index = 0
-        self.last_codes = np.zeros(n_agents, dtype=np.int8)
         self.last_step_result: Any = None
         self._last_plot_episode = 0
         self._last_ckpt_episode = 0
@@ -97,7 +123,9 @@ class VisualTrainerApp:
         self._update_done_t = 0.0
         self._profile_line: str | None = None
         self._mesh_updates_seen = self.viz.mesh_updates()
-        self._forward_seen = (0, 0)
+        counter = controller.td3.forward_counter
+        self._forward_seen = (counter.count(), counter.count(tag="training"))
+        self._frame_open = False  # whether the profiler has an open frame to add render time to
         self.draw_calls = self.viz.draw_calls()
         self.out = opts.out
         self._done = False
@@ -182,14 +210,15 @@ class VisualTrainerApp:
         if self._last_frame_t is not None:
             dt = now - self._last_frame_t
             self._fps_ema = 1.0 / dt if self._fps_ema == 0 else 0.95 * self._fps_ema + 0.05 / dt
+        if self._frame_open:
             # Whatever the last frame spent after its update is Panda3D culling and drawing.
             prof.add_time("render", now - self._update_done_t)
         self._last_frame_t = now
         prof.end_frame()  # closes the previous frame: its update and its render
         prof.begin_frame()
-        counter = self.controller.td3.forward_counter
+        self._frame_open = prof.enabled
         if not self.paused:
-            with prof.section("training"), counter.tag("training"):
+            with prof.section("training"):
                 result = self.trainer.step()
             self.last_step_result = result
             self._simulate_visual_agents()
@@ -198,20 +227,23 @@ class VisualTrainerApp:
                 self.viz.push_timeline(self.controller.q_cert, result.mode)
             with prof.section("heatmap"):
                 self.viz.refresh_surface(self.trainer.global_step)
-            self._write_outputs_on_episode_end(result)
+            with prof.section("outputs"):  # a reward plot or checkpoint every few episodes
+                self._write_outputs_on_episode_end(result)
         with prof.section("ui"):
             self._update_panel()
-        self._count_frame(counter)
-        self._update_done_t = time.perf_counter()
         self.frame_index += 1
-        if self.frame_index == self.opts.warmup and self.opts.warmup > 0:
-            prof.reset()
         if self.opts.churn_every and self.frame_index % self.opts.churn_every == 0:
-            self._churn()
+            with prof.section("churn"):
+                self._churn()
+        self._count_frame()
         if self.opts.series_every and self.frame_index % self.opts.series_every == 0:
-            self._sample_series()
+            with prof.section("soak_sample"):
+                self._sample_series()
+        if self.frame_index == self.opts.warmup:
+            self.reset_profiler()
         if self._should_stop():
             self._done = True
+        self._update_done_t = time.perf_counter()
 
     def _churn(self) -> None:
         """Soak runs: add or remove a few agents, staying within [n0 / 2, 2 n0]."""
@@ -242,11 +274,7 @@ class VisualTrainerApp:
         prof = self.profiler
         states = self.vis_env.states
         with prof.section("policy"):
-            if self.opts.algo == "td3":
-                actions = self.controller.td3.select_action_batch(states)
-                codes = np.zeros(len(states), dtype=np.int8)
-            else:
-                actions, codes = self.policy.select_action_batch_codes(states)
+            actions, codes = self.policy.select_action_batch_codes(states)
         with prof.section("physics"):
             next_states, _, done = self.vis_env.step(actions)
         with prof.section("heights"):
@@ -254,10 +282,10 @@ class VisualTrainerApp:
         with prof.section("trails"):
             self.viz.draw_agents(next_states, heights, codes)
             if done.any():
-                self.vis_env.reset_rows(done)
-                self.policy.reset_batch_agents(done)
-                self.viz.clear_trails(done)
-        self.last_codes = codes
+                finished = np.flatnonzero(done)
+                self.vis_env.reset_rows(finished)
+                self.policy.reset_batch_agents(finished)
+                self.viz.clear_trails(finished)
 
     def _update_panel(self) -> None:
         # The panel shows the step just taken: Q(s, a) and the K-infinity bounds at its state.
@@ -293,8 +321,11 @@ class VisualTrainerApp:
             )
         return self._profile_line
 
-    def _count_frame(self, counter: Any) -> None:
+    def _count_frame(self) -> None:
+        """Per-frame counts: forward passes (visualisation vs training), vertex-buffer writes,
+        draw calls."""
         prof = self.profiler
+        counter = self.controller.td3.forward_counter
         total, training = counter.count(), counter.count(tag="training")
         prof.count(
             "vis_forward_passes",
@@ -305,7 +336,7 @@ class VisualTrainerApp:
         mesh = self.viz.mesh_updates()
         prof.count("mesh_updates", mesh - self._mesh_updates_seen)
         self._mesh_updates_seen = mesh
-        if self.frame_index % 60 == 0:  # walking the scene graph is not free
+        if self.frame_index % 60 == 1:  # from the first frame on; walking the graph is not free
             self.draw_calls = self.viz.draw_calls()
         prof.set_counter("draw_calls", self.draw_calls)
 
@@ -375,9 +406,11 @@ class VisualTrainerApp:
 
     def toggle_profiler(self) -> None:
         self.profiler.enabled = not self.profiler.enabled
+        self._frame_open = False
 
     def reset_profiler(self) -> None:
         self.profiler.reset()
+        self._frame_open = False
 
     def orbit(self, d_tilt: float, d_yaw: float) -> None:
         self._orbit += (d_tilt, d_yaw)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
 
 # Panel fields that change (nearly) every frame, shown at most every k frames: at 60 FPS a period
 # of 10 still refreshes them 6 times a second, and the panel's text is re-laid out on a few frames
@@ -47,11 +46,7 @@ class VisualConfig:
     agent_max_steps: int = 500  # episode length of a visual agent
     timeline_points: int = 300  # Q-certificate timeline length
     marker_size: float = 8.0  # pixels
-    window_size: tuple[int, int] = (1280, 720)
     stats_periods: MappingProxyType[str, int] = field(default_factory=lambda: DEFAULT_STATS_PERIODS)
-
-    def with_(self, **changes: Any) -> VisualConfig:
-        return replace(self, **changes)
 
 
 PRESETS: dict[str, VisualConfig] = {

@@ -7,10 +7,11 @@ from typing import Any
 import numpy as np
 
 
-def check_zoom(zoom: float) -> float:
-    if not np.isfinite(zoom) or zoom <= 0:
-        raise ValueError(f"zoom must be a positive number, got {zoom!r}")
-    return float(zoom)
+def check_positive(name: str, value: float) -> float:
+    """``value`` as a float; ValueError naming ``name`` unless it is finite and > 0."""
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
 
 
 class Drawable:
@@ -20,7 +21,7 @@ class Drawable:
 
     def set_zoom(self, zoom: float) -> None:
         """Scale the layer about its parent's origin: O(1), no vertex is rewritten."""
-        self.entity.set_scale(check_zoom(zoom))
+        self.entity.set_scale(check_positive("zoom", zoom))
 
     def set_visible(self, visible: bool) -> None:
         if visible:

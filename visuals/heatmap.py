@@ -36,6 +36,7 @@ from numpy.typing import ArrayLike, NDArray
 from calf.validation import as_state, as_state_batch
 from visuals.colormap import colormap, colormap_reference
 from visuals.coords import PlaneMapping
+from visuals.drawable import check_positive
 
 try:  # numpy >= 2: the compiled interp without np.interp's Python wrapper (half its ~1 us cost)
     from numpy._core.multiarray import interp as _interp
@@ -582,9 +583,7 @@ class CriticHeatmap:
     def set_zoom(self, zoom: float) -> None:
         """Scale the drawn heatmap uniformly about its parent's origin (the node's transform, no
         vertex rewrite); anything drawn on the surface should share that parent's scale."""
-        zoom = float(zoom)
-        if not (math.isfinite(zoom) and zoom > 0.0):
-            raise ValueError(f"zoom must be finite and > 0, got {zoom}")
+        zoom = check_positive("zoom", zoom)
         self._zoom = zoom
         if self.root is not None:
             self.root.scale = zoom

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from visuals.drawable import Drawable
+from visuals.drawable import Drawable, check_positive
 from visuals.palette import MODE_COLORS
 from visuals.trails import VERTEX_DTYPE, colors_to_uint8, make_geom_node, vertex_view
 
@@ -51,12 +51,6 @@ def _check_update(
     return pos, col
 
 
-def _check_size(size: float) -> float:
-    if not np.isfinite(size) or size <= 0:
-        raise ValueError(f"size must be a positive number, got {size!r}")
-    return float(size)
-
-
 class BatchedMarkers(Drawable):
     """N screen-space points in one Geom: one draw call, one buffer upload per ``update``."""
 
@@ -66,7 +60,7 @@ class BatchedMarkers(Drawable):
 
         if int(max_agents) != max_agents or max_agents < 0:
             raise ValueError(f"max_agents must be a non-negative integer, got {max_agents!r}")
-        self.size = _check_size(size)
+        self.size = check_positive("size", size)
         self.count = 0
         self.mesh_updates = 0  # vertex-array writes (each is one upload)
         self.entity = Entity(parent=parent if parent is not None else scene)
@@ -125,10 +119,6 @@ class BatchedMarkers(Drawable):
         v = np.frombuffer(memoryview(self._vdata.get_array(0)), dtype=VERTEX_DTYPE)
         return v["color"].copy()
 
-    def set_size(self, size: float) -> None:
-        self.size = _check_size(size)
-        self.node.set_render_mode_thickness(self.size)
-
     def _forget(self) -> None:
         self.count = 0
 
@@ -144,8 +134,8 @@ class MarkerEntities(Drawable):
     ) -> None:
         from ursina import Entity, scene
 
-        self.size = _check_size(size)
-        self.world_per_pixel = _check_size(world_per_pixel)
+        self.size = check_positive("size", size)
+        self.world_per_pixel = check_positive("world_per_pixel", world_per_pixel)
         self.mesh_updates = 0  # moving or recolouring an Entity rebuilds no mesh
         self.entity = Entity(parent=parent if parent is not None else scene)
         self.spheres: list[Any] = []
@@ -190,11 +180,6 @@ class MarkerEntities(Drawable):
         return colors_to_uint8(
             np.array([tuple(s.color) for s in self.spheres], dtype=np.float32).reshape(-1, 4)
         )
-
-    def set_size(self, size: float) -> None:
-        self.size = _check_size(size)
-        for s in self.spheres:
-            s.scale = self.size * self.world_per_pixel
 
     def _forget(self) -> None:
         self.spheres = []

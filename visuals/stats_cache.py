@@ -279,12 +279,6 @@ class StatsCache:
         """Fields whose latest text is not shown yet."""
         return frozenset(self.fields[i].name for i in self._dirty)
 
-    @property
-    def hit_rate(self) -> float:
-        """Share of renders served from the cache (0.0 before the first render)."""
-        total = self.hits + self.misses
-        return self.hits / total if total else 0.0
-
 
 # ------------------------------------------------------------------ the reference path
 class ReferenceStatsPanel:

@@ -33,7 +33,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from visuals.drawable import Drawable
+from visuals.drawable import Drawable, check_positive
 from visuals.palette import (
     MODE_COLORS,
     TRAINING_AGENT_CERTIFIED,
@@ -51,7 +51,7 @@ VERTEX_DTYPE = np.dtype([("position", "<f4", (3,)), ("color", "u1", (4,))])
 
 
 def uniform_mode_colors(color: Sequence[float], n_modes: int = 3) -> NDArray[np.float32]:
-    """A mode-colour table that draws every mode in one colour (e.g. the Q-certificate timeline)."""
+    """A mode-colour table that draws every mode in one colour (e.g. a one-colour timeline)."""
     rgba = np.asarray(color, dtype=np.float32)
     if rgba.shape != (4,):
         raise ValueError(f"color must be RGBA (4,), got shape {rgba.shape}")
@@ -81,12 +81,6 @@ def _check_positive_int(name: str, value: int) -> int:
     if int(value) != value or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
-
-
-def _check_thickness(thickness: float) -> float:
-    if not np.isfinite(thickness) or thickness <= 0:
-        raise ValueError(f"thickness must be a positive number, got {thickness!r}")
-    return float(thickness)
 
 
 def select_ids(ids: ArrayLike, n: int) -> NDArray[np.int64]:
@@ -173,7 +167,7 @@ class LineTrail(Drawable):
         self.decimation = _check_positive_int("decimation", decimation)
         self.rebuild_every = _check_positive_int("rebuild_every", rebuild_every)
         self.max_segments = _check_positive_int("max_segments", max_segments)
-        self.thickness = _check_thickness(thickness)
+        self.thickness = check_positive("thickness", thickness)
         self.mode_colors = _mode_table(mode_colors)
         self.entity = Entity(parent=parent if parent is not None else scene)
         self._points: deque[tuple[float, float, float]] = deque(maxlen=self.max_points)
@@ -300,7 +294,7 @@ class LineTrailGroup(Drawable):
         self.max_points = _check_positive_int("max_points", max_points)
         self.decimation = _check_positive_int("decimation", decimation)
         self.rebuild_every = _check_positive_int("rebuild_every", rebuild_every)
-        self.thickness = _check_thickness(thickness)
+        self.thickness = check_positive("thickness", thickness)
         self.mode_colors = _mode_table(mode_colors)
         self.entity = Entity(parent=parent if parent is not None else scene)
         self.trails: list[LineTrail] = []
@@ -434,7 +428,7 @@ class BatchedTrailRenderer(Drawable):
             raise ValueError(f"max_agents must be a non-negative integer, got {max_agents!r}")
         self.max_points = _check_positive_int("max_points", max_points)
         self.decimation = _check_positive_int("decimation", decimation)
-        self.thickness = _check_thickness(thickness)
+        self.thickness = check_positive("thickness", thickness)
         self.mode_colors = _mode_table(mode_colors)
         self._lut = colors_to_uint8(self.mode_colors)
         self.capacity = max(int(max_agents), 1)
@@ -609,12 +603,8 @@ class BatchedTrailRenderer(Drawable):
         v = np.frombuffer(memoryview(self._vdata.get_array(0)), dtype=VERTEX_DTYPE)
         return v["position"][agent * P + slots].copy(), self._modes[agent, slots].astype(np.int64)
 
-    def counts(self) -> NDArray[np.int64]:
-        """Points held by each agent's trail."""
-        return self._count[: self.num_agents].copy()
-
     def set_thickness(self, thickness: float) -> None:
-        self.thickness = _check_thickness(thickness)
+        self.thickness = check_positive("thickness", thickness)
         self.node.set_render_mode_thickness(self.thickness)
 
     def _forget(self) -> None:

@@ -19,18 +19,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from ursina import Entity, Mesh, Text, camera, color, scene
 
+from calf.controller import MODES
 from visuals.config import VisualConfig
 from visuals.coords import PlaneMapping
 from visuals.heatmap import CriticHeatmap
 from visuals.markers import BatchedMarkers, MarkerEntities, mode_marker_colors
 from visuals.offscreen import disable_generated_shaders
-from visuals.palette import (
-    GOAL_COLOR,
-    MODE_COLORS,
-    TRAINING_AGENT_CERTIFIED,
-    TRAINING_AGENT_FALLBACK,
-    TRAINING_AGENT_RELAX,
-)
+from visuals.palette import GOAL_COLOR
 from visuals.scene_stats import count_draw_calls
 from visuals.stats_cache import ReferenceStatsPanel, StatsCache
 from visuals.trails import TRAINING_MODE_COLORS, BatchedTrailRenderer, LineTrailGroup
@@ -39,12 +34,7 @@ FLOOR_Y = -0.05  # below the surface's lowest point (height 0)
 TIMELINE_GAP = 1.5  # world units between the plane's far edge and the timeline
 TIMELINE_SCALE = 0.3  # world y per unit of log(1 + |Q†|)
 TIMELINE_HEIGHT = 1.6  # world units from the timeline's baseline to its top
-_TRAINING_COLORS = {
-    "td3": TRAINING_AGENT_CERTIFIED,
-    "relax": TRAINING_AGENT_RELAX,
-    "fallback": TRAINING_AGENT_FALLBACK,
-}
-_MODE_CODE = {"td3": 0, "relax": 1, "fallback": 2}
+_MODE_CODE = {name: code for code, name in enumerate(MODES)}
 
 
 def _rgba(c: Iterable[float]) -> Any:
@@ -77,7 +67,7 @@ class TrainingVisualizer:
             update_frequency=cfg.heatmap_update_every,
             mapping=self.mapping,
         )
-        self.heatmap.compute_q_grid()
+        self.heatmap.maybe_refresh(0)  # the first grid, and the step the next refresh counts from
         self.heatmap.draw(parent=self.world)
         self._build_floor()
 
@@ -103,8 +93,11 @@ class TrainingVisualizer:
         self.add_agents(n_agents)
 
         # The training agent: its own marker, trail and the certificate timeline.
+        # The training agent's colour per mode: the same table its trail uses.
+        self._training_colors = {m: _rgba(TRAINING_MODE_COLORS[c]) for m, c in _MODE_CODE.items()}
+        self._agent_mode = "td3"
         self.agent_entity = Entity(
-            parent=self.world, model="sphere", scale=0.28, color=_rgba(TRAINING_AGENT_CERTIFIED)
+            parent=self.world, model="sphere", scale=0.28, color=self._training_colors["td3"]
         )
         self.agent_trail = BatchedTrailRenderer(
             max_agents=1,
@@ -136,7 +129,6 @@ class TrainingVisualizer:
         self.stats_cache = StatsCache(periods=cfg.stats_periods)
         self.reference_panel = ReferenceStatsPanel(td3) if "stats" in self.reference else None
         self._panel_version = -1
-        self.panel_text_assignments = 0
 
     # ----------------------------------------------------------------- scene
     def _build_floor(self) -> None:
@@ -210,7 +202,9 @@ class TrainingVisualizer:
         s = np.asarray(state, dtype=np.float64).reshape(1, 2)
         pos = self.mapping.to_world(s, self.heights(s))
         self.agent_entity.position = tuple(pos[0])
-        self.agent_entity.color = _rgba(_TRAINING_COLORS[mode])
+        if mode != self._agent_mode:  # assigning a colour is not free; modes change rarely
+            self._agent_mode = mode
+            self.agent_entity.color = self._training_colors[mode]
         self.agent_trail.push(pos, np.array([_MODE_CODE[mode]], dtype=np.int8))
         if episode_ended:
             self.agent_trail.clear([0])
@@ -249,14 +243,12 @@ class TrainingVisualizer:
         reference path (critic query + full rebuild + assignment every frame)."""
         if self.reference_panel is not None:
             self.panel.text = self.reference_panel.render(values, state, action)
-            self.panel_text_assignments += 1
             return
         self.stats_cache.update_from(values)
         text = self.stats_cache.render()
         if self.stats_cache.text_version != self._panel_version:
             self._panel_version = self.stats_cache.text_version
             self.panel.text = text
-            self.panel_text_assignments += 1
 
     def set_fps(self, fps: float) -> None:
         self.fps_text.text = f"{fps:5.1f} FPS"
@@ -282,10 +274,6 @@ class TrainingVisualizer:
     def set_overlay_visible(self, visible: bool) -> None:
         self.heatmap.set_overlay_visible(visible)
 
-    def set_zoom(self, zoom: float) -> None:
-        """Scale the whole world node: O(1), no vertex is rewritten."""
-        self.world.scale = zoom
-
     # ------------------------------------------------------------ counts
     def mesh_updates(self) -> int:
         """Vertex-buffer writes so far, over every dynamic mesh (monotone)."""
@@ -295,7 +283,3 @@ class TrainingVisualizer:
     def draw_calls(self) -> int:
         """Geoms the renderer draws this frame: the 3D scene plus the UI."""
         return count_draw_calls(scene) + count_draw_calls(camera.ui)
-
-    @staticmethod
-    def mode_colors() -> NDArray[np.float32]:
-        return MODE_COLORS
