@@ -148,18 +148,7 @@ class _Section:
         self.depth = depth
         if depth:
             return
-        seconds = self._clock() - self.t0
-        # PerformanceProfiler._record, inlined: this is the hot path.
-        prof = self._prof
-        if not prof._enabled:  # disabled while the section ran
-            return
-        if prof._in_frame:
-            if not self.hit:
-                self.hit = True
-                prof._touched.append(self)
-            self.acc += seconds
-        else:
-            self.commit(seconds * 1e3, prof.ema_alpha, prof.window)
+        self._prof._record(self, self._clock() - self.t0)
 
     def commit(self, ms: float, alpha: float, window: int) -> None:
         """Add one sample (milliseconds) to the statistics."""
