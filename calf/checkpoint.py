@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from calf.atomic import atomic_write
 
 FORMAT = "calf-viz"
 VERSION = 1
@@ -25,18 +26,8 @@ class CheckpointError(ValueError):
 def write_checkpoint(path: str | os.PathLike[str], kind: str, payload: dict[str, Any]) -> Path:
     """Write ``payload`` to ``path`` via a temporary file and a rename, so a crash never leaves
     a half-written checkpoint where a good one was."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": FORMAT, "version": VERSION, "kind": kind, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(data, fh)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return atomic_write(path, lambda fh: torch.save(data, fh), binary=True)
 
 
 def read_checkpoint(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
