@@ -27,20 +27,12 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 
 from calf.checkpoint import CheckpointError, read_checkpoint, require, write_checkpoint
+from calf.modes import Mode, mode_names, seed_name
 from calf.replay import ReplayBuffer
 from calf.td3 import TD3
 from calf.validation import as_row_indices, as_state, as_state_batch
 
-MODES: tuple[str, str, str] = ("td3", "relax", "fallback")
-MODE_TD3, MODE_RELAX, MODE_FALLBACK = 0, 1, 2
-_MODE_NAMES = np.array(MODES, dtype=object)
-
 NominalPolicy = Callable[[NDArray[np.float64]], ArrayLike]
-
-
-def mode_names(codes: NDArray[np.integer]) -> list[str]:
-    """Mode codes (0, 1, 2) -> ['td3' | 'relax' | 'fallback', ...]."""
-    return _MODE_NAMES[np.asarray(codes, dtype=np.intp)].tolist()
 
 
 @dataclass
@@ -195,7 +187,7 @@ class CALFController:
         self.relax_events = 0
         self.nominal_interventions = 0
         self.last_q: float | None = None  # Q(s, a) of the last select_action, for the panel
-        self.last_mode: str | None = None
+        self.last_mode: Mode | None = None
 
         # The batch agents (select_action_batch).
         self.batch = BatchAgents(self.state_dim, self.action_dim)
@@ -258,10 +250,11 @@ class CALFController:
         self.s_cert = self.a_cert = None
         self.q_cert = None
 
-    def select_action(
-        self, state: ArrayLike, exploration_noise: float = 0.0, return_mode: bool = False
-    ) -> NDArray[np.float64] | tuple[NDArray[np.float64], str]:
-        """The CALF rule for the training agent: one actor and one critic forward."""
+    def select_action_with_mode(
+        self, state: ArrayLike, exploration_noise: float = 0.0
+    ) -> tuple[NDArray[np.float64], Mode]:
+        """The CALF rule for the training agent: one actor and one critic forward; the action
+        and its ``Mode``."""
         s = as_state(state, self.state_dim)
         s_t = self.td3.to_tensor(s[None, :])
         a_t, q1 = self.td3.act_and_q1(s_t, exploration_noise, self.noise_rng)
@@ -270,20 +263,28 @@ class CALFController:
         self.last_q = q
 
         if self.check_lyapunov_certificate(s, action, q_value=q):
-            mode = "td3"
+            mode = Mode.CERTIFIED
             self.update_certificate(s, action, q_value=q)
             self.certified_steps += 1
         elif self.relax_rng.random() >= self.P_relax:
-            mode = "fallback"
+            mode = Mode.FALLBACK
             action = self._nominal(s)
             self.nominal_interventions += 1
         else:
-            mode = "relax"
+            mode = Mode.RELAX
             self.relax_events += 1
         self.P_relax *= self.lambda_relax
         self.total_steps += 1
         self.last_mode = mode
-        return (action, mode) if return_mode else action
+        return action, mode
+
+    def select_action(
+        self, state: ArrayLike, exploration_noise: float = 0.0, return_mode: bool = False
+    ) -> NDArray[np.float64] | tuple[NDArray[np.float64], str]:
+        """The seeds' API of ``select_action_with_mode``: with ``return_mode``, the mode as
+        'td3' (certified) | 'relax' | 'fallback'."""
+        action, mode = self.select_action_with_mode(state, exploration_noise)
+        return (action, seed_name(mode)) if return_mode else action
 
     def get_statistics(self) -> dict[str, Any]:
         """The training agent's counters and rates, and the certificate."""
@@ -299,7 +300,7 @@ class CALFController:
             "P_relax": self.P_relax,
             "q_cert": self.q_cert,
             "last_q": self.last_q,
-            "last_mode": self.last_mode,
+            "last_mode": None if self.last_mode is None else seed_name(self.last_mode),
             "num_batch_agents": len(self.batch),
         }
 
@@ -340,7 +341,8 @@ class CALFController:
     def select_action_batch_codes(
         self, states: ArrayLike, exploration_noise: float = 0.0
     ) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
-        """The CALF rule for all batch agents at once: (actions (N, action_dim), codes (N,))."""
+        """The CALF rule for all batch agents at once: (actions (N, action_dim), ``Mode`` codes
+        (N,) int8)."""
         s = as_state_batch(states, self.state_dim)
         n = len(s)
         b = self.batch
@@ -380,10 +382,10 @@ class CALFController:
             u = self.batch_relax_rng.random(uncertified.size)
             falls_back = u >= b.p_relax[uncertified]
             fallback = uncertified[falls_back]
-            codes[uncertified] = MODE_RELAX
-            codes[fallback] = MODE_FALLBACK
-            b.relax_events += codes == MODE_RELAX
-            b.nominal_interventions += codes == MODE_FALLBACK
+            codes[uncertified] = Mode.RELAX
+            codes[fallback] = Mode.FALLBACK
+            b.relax_events += codes == Mode.RELAX
+            b.nominal_interventions += codes == Mode.FALLBACK
             if fallback.size:
                 actions[fallback] = self._nominal_rows(s[fallback])
 

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from calf.controller import CALFController
 from calf.envs import PointMassEnv, PointMassParams
+from calf.modes import Mode
 from calf.nominal import pd_nominal_policy
 from calf.replay import ReplayBuffer
 
@@ -42,7 +43,7 @@ class TrainerConfig:
 class StepResult:
     state: np.ndarray
     action: np.ndarray
-    mode: str
+    mode: Mode
     reward: float
     next_state: np.ndarray
     episode_ended: bool
@@ -77,17 +78,17 @@ class AgentTrainer:
     def success_rate(self) -> float:
         return float(np.mean(self.recent_success)) if self.recent_success else 0.0
 
-    def act(self, state: np.ndarray) -> tuple[np.ndarray, str]:
-        """The action the agent takes now, and its mode."""
+    def act(self, state: np.ndarray) -> tuple[np.ndarray, Mode]:
+        """The action the agent takes now, and its mode (warm-up and TD3-only steps are
+        ``Mode.UNCHECKED``: no certificate was asked about)."""
         cfg = self.cfg
         if cfg.learn and self.global_step < cfg.learning_starts:
             a = self.rng.uniform(-cfg.env.max_action, cfg.env.max_action, size=1)
-            return a, "td3"
+            return a, Mode.UNCHECKED
         noise = cfg.exploration_noise if cfg.learn else 0.0
         if cfg.algo == "td3":
-            return self.controller.td3.select_action(state, noise), "td3"
-        action, mode = self.controller.select_action(state, noise, return_mode=True)
-        return action, mode
+            return self.controller.td3.select_action(state, noise), Mode.UNCHECKED
+        return self.controller.select_action_with_mode(state, noise)
 
     def step(self) -> StepResult:
         """One environment step, its replay entry and (after warm-up) one TD3 update. Its

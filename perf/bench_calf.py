@@ -1,5 +1,5 @@
 """Batched CALF (``CALFController.select_action_batch_codes``) against its loop reference
-(``calf.reference.PerAgentLoop``: N single-agent ``select_action`` calls).
+(``calf.batch_policy.PerAgentLoop``: N single-agent ``select_action`` calls).
 
 Benchmarks (pytest-benchmark, grouped ``calf N=<n>`` so ``--benchmark-compare`` shows both paths
 side by side), a report of the torch thread setting, and the gates: the loop/batch ratio measured
@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from calf import CALFController, pd_nominal_policy
-from calf.reference import PerAgentLoop
+from calf.batch_policy import PerAgentLoop
 from perf.gates import Speedup, measure_speedup
 
 FULL = [1, 5, 10, 20, 25, 30, 100, 1000]

@@ -130,7 +130,7 @@ def test_select_action_follows_the_plain_calf_rule_step_by_step(params, noise) -
 
         assert mode == want_mode, t
         assert action.tolist() == want_action
-        assert ctrl.last_q == q and ctrl.last_mode == mode
+        assert ctrl.last_q == q and ctrl.get_statistics()["last_mode"] == mode
         assert ctrl.q_cert == plain.q_cert
         assert (None if ctrl.s_cert is None else ctrl.s_cert.tolist()) == plain.s_cert
         assert (None if ctrl.a_cert is None else ctrl.a_cert.tolist()) == plain.a_cert

@@ -1,5 +1,5 @@
 """The batched CALF path (``select_action_batch_codes``) against its loop reference
-(``calf.reference.PerAgentLoop``: one single-agent controller per agent, looped over).
+(``calf.batch_policy.PerAgentLoop``: one single-agent controller per agent, looped over).
 
 Both paths get controllers built alike (same seed, same weights, same CALF parameters) whose batch
 generators are seeded alike, so they consume the same draws; the properties run multi-step
@@ -18,8 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from calf import CALFController, pd_nominal_policy
-from calf.controller import MODE_FALLBACK, MODE_RELAX, MODE_TD3, MODES
-from calf.reference import PerAgentLoop
+from calf.batch_policy import PerAgentLoop
+from calf.modes import SEED_MODE_NAMES, Mode
 
 
 class LinearNominal:
@@ -233,8 +233,8 @@ def test_equivalence_rollouts_exercise_td3_relax_and_fallback() -> None:
 
     run()
     total = seen.sum()
-    for code in (MODE_TD3, MODE_RELAX, MODE_FALLBACK):
-        assert seen[code] >= 0.05 * total, f"mode {MODES[code]!r}: {seen.tolist()}"
+    for code in (Mode.CERTIFIED, Mode.RELAX, Mode.FALLBACK):
+        assert seen[code] >= 0.05 * total, f"mode {SEED_MODE_NAMES[code]!r}: {seen.tolist()}"
     assert sum(examples_with_all_modes) >= 5
 
 
@@ -376,7 +376,7 @@ def test_batch_modes_are_names_of_codes() -> None:
         actions, codes = a.select_action_batch_codes(states)
         actions2, modes = b.select_action_batch(states, return_modes=True)
         np.testing.assert_array_equal(actions, actions2)
-        assert modes == [MODES[c] for c in codes]
+        assert modes == [SEED_MODE_NAMES[c] for c in codes]
         np.testing.assert_array_equal(
             b.select_action_batch(states * 0), a.select_action_batch(states * 0)
         )
@@ -456,7 +456,7 @@ def test_single_state_nominal_policy_runs_row_by_row_for_uncertified_rows_only()
         a2, c2 = single.select_action_batch_codes(states)
         np.testing.assert_array_equal(c1, c2)
         np.testing.assert_array_equal(a1, a2)
-        n_fallback = int((c2 == MODE_FALLBACK).sum())
+        n_fallback = int((c2 == Mode.FALLBACK).sum())
         assert policy.calls - calls_before == n_fallback
         fallbacks += n_fallback
         states = states * 0.95
@@ -523,7 +523,7 @@ def test_set_relax_probability_matches_between_paths() -> None:
         _, c1 = ctrl.select_action_batch_codes(states)
         _, c2 = loop.select_action_batch_codes(states)
         np.testing.assert_array_equal(c1, c2)
-        assert not (c1 == MODE_RELAX).any()  # P_relax = 0: certified or fallback, never relax
+        assert not (c1 == Mode.RELAX).any()  # P_relax = 0: certified or fallback, never relax
         states = states * 0.9
     assert_same_agents(ctrl, loop, atol=1e-9)
 

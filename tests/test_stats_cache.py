@@ -12,6 +12,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from calf.modes import Mode
 from calf.trainer import AgentTrainer, TrainerConfig
 from visuals.config import DEFAULT_STATS_PERIODS, PRESETS
 from visuals.stats_cache import (
@@ -47,7 +48,7 @@ _KIND = {
     "episode": _ints,
     "step": _ints,
     "agents": _ints,
-    "mode": st.sampled_from(["td3", "relax", "fallback", "other"]),
+    "mode": st.sampled_from([*Mode, "other"]),
     "k_bounds": _pairs,
     "grid_range": _pairs,
     "profiler": _text,
@@ -287,7 +288,7 @@ def test_panel_values_from_reads_the_known_figures(trainer: AgentTrainer) -> Non
     for name in ("certified_rate", "relax_rate", "fallback_rate"):
         assert values[name] == stats[name]
     assert values["p_relax"] == stats["P_relax"]
-    assert values["mode"] == stats["last_mode"]
+    assert values["mode"] is ctrl.last_mode
     n2 = float(state @ state)
     assert values["k_bounds"] == pytest.approx((ctrl.kappa_low_coef * n2, ctrl.kappa_up_coef * n2))
     assert values["step"] == trainer.global_step and values["episode"] == trainer.episode
@@ -339,7 +340,7 @@ def test_reference_panel_equals_cached_panel_when_the_critic_is_unchanged() -> N
     compared = 0
     for _ in range(40):
         result = tr.step()
-        if result.mode == "fallback":  # the action taken is the PD's, not the one Q rated
+        if result.mode is Mode.FALLBACK:  # the action taken is the PD's, not the one Q rated
             continue
         values = panel_values_from(ctrl, tr, HEATMAP, "p", 60.0, 3, result.state)
         cache.update(**values)

@@ -21,37 +21,15 @@ from visuals.stats_cache import panel_values_from
 __all__ = ["VisualTrainerApp", "main", "parse_options"]
 
 
-class _TD3Agents:
-    """``--algo td3``: the visual agents follow the actor alone (one batched forward), every step
-    in mode 'td3'; the batch-agent interface of CALFController, with no state to keep."""
-
-    def __init__(self, td3: Any) -> None:
-        self.td3 = td3
-        self.num_batch_agents = 0
-
-    def select_action_batch_codes(self, states: Any) -> tuple[Any, Any]:
-        actions = self.td3.select_action_batch(states)
-        return actions, np.zeros(len(actions), dtype=np.int8)
-
-    def add_batch_agents(self, n: int) -> None:
-        self.num_batch_agents += n
-
-    def remove_batch_agents(self, rows: Any) -> None:
-        self.num_batch_agents -= len(np.atleast_1d(rows))
-
-    def reset_batch_agents(self, rows: Any) -> None:
-        """Nothing to reset: plain TD3 keeps no per-agent certificate."""
-
-
 class VisualTrainerApp:
     """The visual trainer: training agent, visual agents, scene, keys and outputs."""
 
     def __init__(self, opts: AppOptions) -> None:
         import torch
 
+        from calf.batch_policy import ActorOnly, PerAgentLoop
         from calf.checkpoint import CheckpointError
         from calf.envs import PointMassBatch, PointMassParams
-        from calf.reference import PerAgentLoop
         from calf.trainer import AgentTrainer, TrainerConfig, make_controller
         from perf.profiler import PerformanceProfiler
         from visuals.config import preset
@@ -88,7 +66,7 @@ class VisualTrainerApp:
         # The visual agents' policy: batched CALF, its per-agent loop reference, or plain TD3.
         self.policy: Any = controller
         if opts.algo == "td3":
-            self.policy = _TD3Agents(controller.td3)
+            self.policy = ActorOnly(controller.td3)
         elif "calf" in opts.reference:
             self.policy = PerAgentLoop(controller)
         n_agents = self.cfg.n_agents if opts.agents is None else opts.agents

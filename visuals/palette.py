@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-# Rows follow calf.controller mode codes: 0 'td3' (certified), 1 'relax', 2 'fallback'.
+# Rows follow calf.modes.Mode: certified, relax, fallback, unchecked.
 MODE_COLORS = np.array(
     [
         [0.20, 0.85, 0.35, 1.0],  # certified: green
         [1.00, 0.65, 0.10, 1.0],  # relax: orange
         [0.95, 0.20, 0.20, 1.0],  # fallback: red
+        [0.60, 0.66, 0.78, 1.0],  # unchecked (TD3 only): grey-blue
     ],
     dtype=np.float32,
 )
@@ -17,6 +18,7 @@ MODE_COLORS = np.array(
 TRAINING_AGENT_CERTIFIED = (1.0, 0.9, 0.1, 1.0)  # yellow
 TRAINING_AGENT_FALLBACK = (0.95, 0.2, 0.2, 1.0)  # red
 TRAINING_AGENT_RELAX = (1.0, 0.65, 0.1, 1.0)  # orange
+TRAINING_AGENT_UNCHECKED = (0.85, 0.85, 0.88, 1.0)  # light grey: warm-up and TD3-only steps
 GOAL_COLOR = (0.3, 0.6, 1.0, 1.0)
 TIMELINE_COLOR = (0.55, 0.8, 1.0, 1.0)
 BACKGROUND = (0.09, 0.10, 0.12, 1.0)

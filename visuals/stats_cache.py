@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from numpy.typing import ArrayLike
 
+from calf.modes import Mode
 from calf.validation import as_state
 from visuals.config import DEFAULT_STATS_PERIODS
 
@@ -51,7 +52,12 @@ def _pair(spec: str) -> Callable[[Any], str]:
 
 
 _MODE_TEXT = MappingProxyType(
-    {"td3": "td3 (certified)", "relax": "relax", "fallback": "fallback (PD)"}
+    {
+        Mode.CERTIFIED: "certified",
+        Mode.RELAX: "relax",
+        Mode.FALLBACK: "fallback (PD)",
+        Mode.UNCHECKED: "unchecked (no certificate)",
+    }
 )
 
 

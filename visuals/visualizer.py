@@ -19,13 +19,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from ursina import Entity, Mesh, Text, camera, color, scene
 
-from calf.controller import MODES
+from calf.modes import Mode
 from visuals.config import VisualConfig
 from visuals.coords import PlaneMapping
 from visuals.heatmap import CriticHeatmap
 from visuals.markers import BatchedMarkers, MarkerEntities, mode_marker_colors
 from visuals.offscreen import disable_generated_shaders
-from visuals.palette import GOAL_COLOR
+from visuals.palette import GOAL_COLOR, TRAINING_AGENT_UNCHECKED
 from visuals.scene_stats import count_draw_calls
 from visuals.stats_cache import ReferenceStatsPanel, StatsCache
 from visuals.trails import TRAINING_MODE_COLORS, BatchedTrailRenderer, LineTrailGroup
@@ -34,7 +34,8 @@ FLOOR_Y = -0.05  # below the surface's lowest point (height 0)
 TIMELINE_GAP = 1.5  # world units between the plane's far edge and the timeline
 TIMELINE_SCALE = 0.3  # world y per unit of log(1 + |Q†|)
 TIMELINE_HEIGHT = 1.6  # world units from the timeline's baseline to its top
-_MODE_CODE = {name: code for code, name in enumerate(MODES)}
+# The training agent's colour per Mode (the trail table plus the unchecked row).
+_TRAINING_COLORS = np.vstack([TRAINING_MODE_COLORS, TRAINING_AGENT_UNCHECKED]).astype(np.float32)
 
 
 def _rgba(c: Iterable[float]) -> Any:
@@ -94,15 +95,18 @@ class TrainingVisualizer:
 
         # The training agent: its own marker, trail and the certificate timeline.
         # The training agent's colour per mode: the same table its trail uses.
-        self._training_colors = {m: _rgba(TRAINING_MODE_COLORS[c]) for m, c in _MODE_CODE.items()}
-        self._agent_mode = "td3"
+        self._training_colors = {m: _rgba(_TRAINING_COLORS[m]) for m in Mode}
+        self._agent_mode = Mode.UNCHECKED
         self.agent_entity = Entity(
-            parent=self.world, model="sphere", scale=0.28, color=self._training_colors["td3"]
+            parent=self.world,
+            model="sphere",
+            scale=0.28,
+            color=self._training_colors[Mode.UNCHECKED],
         )
         self.agent_trail = BatchedTrailRenderer(
             max_agents=1,
             max_points=cfg.trail_points,
-            mode_colors=TRAINING_MODE_COLORS,
+            mode_colors=_TRAINING_COLORS,
             thickness=cfg.trail_thickness + 1,
             parent=self.world,
         )
@@ -196,7 +200,9 @@ class TrainingVisualizer:
         self.trails.push(positions, codes)
         self.markers.update(positions, mode_marker_colors(codes))
 
-    def draw_training_agent(self, state: ArrayLike, mode: str, episode_ended: bool = False) -> None:
+    def draw_training_agent(
+        self, state: ArrayLike, mode: Mode, episode_ended: bool = False
+    ) -> None:
         """The training agent's marker and trail; a new episode starts a new trail (no line
         from where the last one ended to the new start)."""
         s = np.asarray(state, dtype=np.float64).reshape(1, 2)
@@ -205,11 +211,11 @@ class TrainingVisualizer:
         if mode != self._agent_mode:  # assigning a colour is not free; modes change rarely
             self._agent_mode = mode
             self.agent_entity.color = self._training_colors[mode]
-        self.agent_trail.push(pos, np.array([_MODE_CODE[mode]], dtype=np.int8))
+        self.agent_trail.push(pos, np.array([mode], dtype=np.int8))
         if episode_ended:
             self.agent_trail.clear([0])
 
-    def push_timeline(self, q_cert: float | None, mode: str) -> None:
+    def push_timeline(self, q_cert: float | None, mode: Mode) -> None:
         """The certificate value over time, as a sweep behind the plane (clears on wrap)."""
         if q_cert is None:
             return
@@ -222,7 +228,7 @@ class TrainingVisualizer:
         y = self._timeline_base + min(TIMELINE_SCALE * np.log1p(abs(q_cert)), TIMELINE_HEIGHT)
         self.timeline.push(
             np.array([[x, y, half + TIMELINE_GAP]], dtype=np.float32),
-            np.array([_MODE_CODE[mode]], dtype=np.int8),
+            np.array([mode], dtype=np.int8),
         )
         self._timeline_step += 1
 

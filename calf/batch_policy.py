@@ -1,14 +1,17 @@
-"""The loop reference for the batch agents: one single-agent CALF controller per agent.
+"""The visual agents' policy stage: one interface, the batched CALF path and its loop reference.
 
-``PerAgentLoop(controller)`` has the batch-agent interface of ``CALFController``
-(``select_action_batch_codes``, ``select_action_batch``, ``add_batch_agents``,
-``remove_batch_agents``, ``reset_batch_agents``, ``num_batch_agents``) but runs each agent through
-the plain ``select_action`` of its own controller: N actor and N critic forwards per call. It is
-the oracle the batched path is tested against, and the "calf" reference path the visual trainer
-can select (``--reference calf``).
+``BatchPolicy`` is what the visual trainer needs from the policy of its N agents: agents added,
+removed and reset by row, and one call that acts for all of them. Three implementations:
 
-Every per-agent controller shares the parent's networks (``td3``) and the parent's batch
-generators: ``batch_noise_rng`` as its exploration-noise stream and ``batch_relax_rng`` as its
+- ``CALFController`` itself (calf/controller.py): ``select_action_batch_codes`` runs the CALF rule
+  for all N rows with one actor and one critic forward (the optimised path);
+- ``PerAgentLoop``: one single-agent ``CALFController`` per agent, looped over: N actor and N
+  critic forwards per call. It is the oracle the batched path is tested against, and the ``calf``
+  reference path of the visual trainer (``--reference calf``);
+- ``ActorOnly``: ``--algo td3``, the actor alone in one forward, every step ``Mode.UNCHECKED``.
+
+``PerAgentLoop``'s controllers share the parent's networks (``td3``) and the parent's batch
+generators: ``batch_noise_rng`` as their exploration-noise stream and ``batch_relax_rng`` as their
 relax stream. Agent i draws its noise row (action_dim numbers) and, only when uncertified, one
 relax number, in agent order: exactly the draws the batched path makes with
 ``normal(size=(N, action_dim))`` and ``random(k)`` for its k uncertified rows in row order. So a
@@ -17,11 +20,33 @@ loop and a batch controller with the same weights and identically seeded generat
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from calf.controller import MODES, CALFController, mode_names
+from calf.controller import CALFController
+from calf.modes import Mode, mode_names
+from calf.td3 import TD3
 from calf.validation import as_row_indices, as_state_batch
+
+
+@runtime_checkable
+class BatchPolicy(Protocol):
+    """The policy of N visual agents, row i being agent i."""
+
+    @property
+    def num_batch_agents(self) -> int: ...
+
+    def add_batch_agents(self, n: int) -> None: ...
+
+    def remove_batch_agents(self, rows: ArrayLike) -> None: ...
+
+    def reset_batch_agents(self, rows: ArrayLike) -> None: ...
+
+    def select_action_batch_codes(
+        self, states: ArrayLike, exploration_noise: float = 0.0
+    ) -> tuple[NDArray[np.float64], NDArray[np.int8]]: ...
 
 
 class PerAgentLoop:
@@ -97,9 +122,7 @@ class PerAgentLoop:
         actions = np.zeros((n, c.action_dim), dtype=np.float64)
         codes = np.zeros(n, dtype=np.int8)
         for i, agent in enumerate(self.agents):
-            action, mode = agent.select_action(s[i], exploration_noise, return_mode=True)
-            actions[i] = action
-            codes[i] = MODES.index(mode)
+            actions[i], codes[i] = agent.select_action_with_mode(s[i], exploration_noise)
         return actions, codes
 
     def select_action_batch(
@@ -108,3 +131,48 @@ class PerAgentLoop:
         """Actions for N agents; with ``return_modes``, also their modes."""
         actions, codes = self.select_action_batch_codes(states, exploration_noise)
         return (actions, mode_names(codes)) if return_modes else actions
+
+
+class ActorOnly:
+    """``--algo td3``: the visual agents follow the actor alone (one batched forward, exploration
+    noise from its own generator ``rng``, so the training agent's draws never shift); no
+    certificate is asked about, so every step is ``Mode.UNCHECKED`` and there is no per-agent
+    state beyond the count."""
+
+    def __init__(self, td3: TD3, rng: np.random.Generator | None = None) -> None:
+        self.td3 = td3
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self._n = 0
+
+    @property
+    def num_batch_agents(self) -> int:
+        return self._n
+
+    def add_batch_agents(self, n: int) -> None:
+        if n < 0:
+            raise ValueError(f"cannot add {n} agents")
+        self._n += n
+
+    def remove_batch_agents(self, rows: ArrayLike) -> None:
+        """Remove agents (indices or a boolean mask, as ``CALFController`` accepts them)."""
+        self._n -= len(as_row_indices(rows, self._n, "batch agent rows"))
+
+    def reset_batch_agents(self, rows: ArrayLike) -> None:
+        """Checks the rows; plain TD3 keeps no per-agent certificate to forget."""
+        as_row_indices(rows, self._n, "batch agent rows")
+
+    def select_action_batch_codes(
+        self, states: ArrayLike, exploration_noise: float = 0.0
+    ) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
+        s = as_state_batch(states, self.td3.state_dim)
+        if len(s) < self._n:
+            raise ValueError(
+                f"got {len(s)} states for {self._n} batch agents; remove agents explicitly "
+                "with remove_batch_agents()"
+            )
+        self._n = len(s)
+        codes = np.full(len(s), Mode.UNCHECKED, dtype=np.int8)
+        if len(s) == 0:
+            return np.zeros((0, self.td3.action_dim)), codes
+        a_t = self.td3.act_tensor(self.td3.to_tensor(s), exploration_noise, self.rng)
+        return a_t.cpu().numpy().astype(np.float64), codes
