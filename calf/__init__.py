@@ -1,17 +1,46 @@
-"""calf: TD3 and the CALF safe actor-critic controller (torch + numpy only, never rendering)."""
+"""calf: TD3 and the CALF safe actor-critic controller (torch + numpy only, never rendering).
 
-from calf.batch_policy import ActorOnly, BatchPolicy, PerAgentLoop
-from calf.controller import CALFController
-from calf.counters import ForwardCounter
-from calf.envs import PointMassBatch, PointMassEnv, PointMassParams, rk4_step, step_batch
-from calf.modes import SEED_MODE_NAMES, Mode, mode_names
-from calf.nominal import PDPolicy, pd_nominal_policy
-from calf.replay import ReplayBuffer
-from calf.td3 import TD3, Actor, Critic
+The names below load on first use, so ``import calf.atomic`` (the atomic-write helper the other
+packages share) does not pull in torch.
+"""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from calf.batch_policy import ActorOnly, BatchPolicy, PerAgentLoop
+    from calf.controller import CALFController
+    from calf.counters import ForwardCounter
+    from calf.envs import PointMassBatch, PointMassEnv, PointMassParams, rk4_step, step_batch
+    from calf.modes import SEED_MODE_NAMES, Mode, mode_names
+    from calf.nominal import PDPolicy, pd_nominal_policy
+    from calf.replay import ReplayBuffer
+    from calf.td3 import TD3, Actor, Critic
+
+_HOME = {
+    "ActorOnly": "batch_policy",
+    "BatchPolicy": "batch_policy",
+    "PerAgentLoop": "batch_policy",
+    "CALFController": "controller",
+    "ForwardCounter": "counters",
+    "PointMassBatch": "envs",
+    "PointMassEnv": "envs",
+    "PointMassParams": "envs",
+    "rk4_step": "envs",
+    "step_batch": "envs",
+    "SEED_MODE_NAMES": "modes",
+    "Mode": "modes",
+    "mode_names": "modes",
+    "PDPolicy": "nominal",
+    "pd_nominal_policy": "nominal",
+    "ReplayBuffer": "replay",
+    "TD3": "td3",
+    "Actor": "td3",
+    "Critic": "td3",
+}
 __all__ = [
-    "SEED_MODE_NAMES",
-    "TD3",
     "Actor",
     "ActorOnly",
     "BatchPolicy",
@@ -25,8 +54,17 @@ __all__ = [
     "PointMassEnv",
     "PointMassParams",
     "ReplayBuffer",
+    "SEED_MODE_NAMES",
+    "TD3",
     "mode_names",
     "pd_nominal_policy",
     "rk4_step",
     "step_batch",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'calf' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"calf.{home}"), name)
