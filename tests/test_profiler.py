@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perf.profiler import PerformanceProfiler
+from visuals.profiler import PerformanceProfiler
 
 
 class FakeClock:
@@ -109,37 +108,6 @@ def test_section_records_when_its_block_raises():
     with prof.section("ui"):
         clock.advance(0.001)
     assert prof.section_stats()["ui"]["last_ms"] == pytest.approx(1.0)
-
-
-def test_decorator_times_every_call_and_keeps_the_function():
-    prof, clock, _ = make()
-
-    @prof.profile("physics")
-    def step(x: int) -> int:
-        """Doc kept."""
-        clock.advance(0.003)
-        return x + 1
-
-    @prof.profile
-    def bare() -> None:
-        clock.advance(0.001)
-
-    @prof.profile()
-    def called() -> None:
-        clock.advance(0.002)
-
-    prof.begin_frame()
-    assert step(1) == 2
-    assert step(2) == 3
-    bare()
-    called()
-    prof.end_frame()
-    stats = prof.section_stats()
-    assert step.__doc__ == "Doc kept." and step.__name__ == "step"
-    assert stats["physics"]["count"] == 2
-    assert stats["physics"]["last_ms"] == pytest.approx(6.0)
-    assert stats[bare.__qualname__]["last_ms"] == pytest.approx(1.0)
-    assert stats[called.__qualname__]["last_ms"] == pytest.approx(2.0)
 
 
 def test_per_frame_sample_is_the_sum_of_the_calls_in_that_frame():
@@ -303,6 +271,31 @@ def test_cpu_time_matches_psutil_process_cpu_times():
     assert abs(ours - psutil_ms) <= 20.0 / frames + 1.0
 
 
+def test_thread_cpu_is_the_main_threads_own_time_per_frame():
+    clock, cpu, thread = FakeClock(), FakeClock(5.0), FakeClock(1.0)
+    prof = PerformanceProfiler(clock=clock, cpu_clock=cpu, thread_clock=thread)
+    prof.begin_frame()
+    for _ in range(4):
+        clock.advance(0.010)
+        cpu.advance(0.008)  # the process: main thread plus render threads
+        thread.advance(0.005)
+        prof.end_frame()
+    f = prof.frame_stats()
+    assert f["frames"] == 4
+    assert f["cpu_ms_per_frame"] == pytest.approx(8.0)
+    assert f["thread_cpu_ms_per_frame"] == pytest.approx(5.0)
+
+
+def test_sections_keep_the_order_their_user_registered():
+    prof = PerformanceProfiler(sections=("training", "policy", "render"))
+    prof.begin_frame()
+    for name in ("render", "extra", "training", "policy"):
+        with prof.section(name):
+            pass
+    prof.end_frame()
+    assert list(prof.section_stats()) == ["training", "policy", "render", "extra"]
+
+
 def test_rss_is_sampled():
     prof, _, _ = make(rss_every=2)
     for _ in range(4):
@@ -346,17 +339,10 @@ def test_begin_frame_while_open_closes_the_open_frame():
 def test_disabled_records_nothing_and_hands_out_one_shared_no_op():
     prof, clock, cpu = make(enabled=False)
     assert prof.section("physics") is prof.section("policy")
-
-    @prof.profile("physics")
-    def f() -> int:
-        clock.advance(0.001)
-        return 3
-
     for _ in range(3):
         prof.begin_frame()
         with prof.section("physics"):
             clock.advance(0.001)
-        assert f() == 3
         prof.add_time("render", 0.002)
         prof.count("vis_forward_passes")
         prof.set_counter("draw_calls", 4)
@@ -365,7 +351,6 @@ def test_disabled_records_nothing_and_hands_out_one_shared_no_op():
     assert prof.section_stats() == {}
     assert prof.counters_per_frame() == {}
     assert prof.frame_stats()["frames"] == 0
-    assert prof.summary_line() == "profiler off"
 
 
 def test_toggling_off_drops_the_open_frame_and_disabled_time_counts_nowhere():
@@ -415,7 +400,6 @@ def test_reset_forgets_everything_and_drops_the_open_frame():
     assert prof.frames == 0
     assert prof.section_stats() == {}
     assert prof.counters_per_frame() == {"mesh_updates": 0.0}
-    assert list(prof.frame_rows()) == []
     prof.begin_frame()
     with prof.section("physics"):
         clock.advance(0.001)
@@ -423,23 +407,6 @@ def test_reset_forgets_everything_and_drops_the_open_frame():
     s = prof.section_stats()["physics"]
     assert s["samples"] == 1 and s["max_ms"] == pytest.approx(1.0)
     assert s["p95_ms"] == pytest.approx(1.0)  # the ring was emptied too
-
-
-def test_summary_line_lists_frame_and_sections():
-    prof, clock, _ = make()
-    assert "no frames" in prof.summary_line()
-    prof.begin_frame()
-    with prof.section("policy"):
-        clock.advance(0.0002)
-    with prof.section("trails"):
-        clock.advance(0.0004)
-    clock.advance(0.012)
-    prof.end_frame()
-    line = prof.summary_line()
-    assert line.startswith("frame 12.6 ms p95 12.6")
-    assert "policy 0.2" in line and "trails 0.4" in line
-    assert "physics" not in line  # unused sections stay out of the line
-    assert "\n" not in line
 
 
 # ---------------------------------------------------------------- export
@@ -493,47 +460,12 @@ def test_to_json_of_an_empty_profiler_is_valid_json(tmp_path: Path):
     assert data["frame"]["frames"] == 0 and data["sections"] == {}
 
 
-def test_to_csv_rows_hold_each_frame_oldest_first_after_the_ring_wraps(tmp_path: Path):
-    prof, clock, _ = make(window=4)
-    run_frames(prof, clock, 7)
-    path = prof.to_csv(tmp_path / "frames.csv")
-    with path.open() as fh:
-        rows = list(csv.DictReader(fh))
-    assert list(rows[0])[:3] == ["frame", "frame_ms", "cpu_ms"]
-    assert {f"{s}_ms" for s in PerformanceProfiler.SECTIONS} <= set(rows[0])
-    assert [int(r["frame"]) for r in rows] == [3, 4, 5, 6]
-    for r in rows:
-        i = int(r["frame"])
-        assert float(r["policy_ms"]) == pytest.approx(1.0)
-        assert float(r["physics_ms"]) == pytest.approx(2.0 if i % 2 else 0.0)
-        assert float(r["heatmap_ms"]) == 0.0
-        assert float(r["frame_ms"]) == pytest.approx(11.0 + (2.0 if i % 2 else 0.0))
-        assert float(r["vis_forward_passes"]) == 2.0
-        assert r["draw_calls"] == ("5.0" if i % 3 == 0 else "")
-
-
-def test_many_names_grow_the_columns_without_losing_rows(tmp_path: Path):
-    prof, clock, _ = make(window=8)
-    for i in range(20):
-        prof.begin_frame()
-        prof.add_time(f"extra{i}", 0.001 * (i + 1))
-        prof.count(f"c{i}", i)
-        prof.end_frame()
-    rows = list(csv.DictReader(prof.to_csv(tmp_path / "f.csv").open()))
-    assert len(rows) == 8
-    last = rows[-1]
-    assert float(last["extra19_ms"]) == pytest.approx(20.0)
-    assert float(last["c19"]) == 19.0 and float(last["c18"]) == 0.0
-    assert float(rows[0]["extra12_ms"]) == pytest.approx(13.0)
-    assert prof.section_stats()["extra5"]["last_ms"] == pytest.approx(6.0)
-
-
 # ---------------------------------------------------------------- bounds, errors, imports
 
 
 def test_memory_is_bounded_by_the_window_over_a_long_soak():
     prof, clock, cpu = make(window=100, rss_every=1000)
-    names = PerformanceProfiler.SECTIONS
+    names = ("training", "policy", "physics", "heights", "trails", "heatmap", "ui", "render")
 
     def frames(n: int) -> None:
         for _ in range(n):
@@ -547,7 +479,7 @@ def test_memory_is_bounded_by_the_window_over_a_long_soak():
             prof.end_frame()
 
     frames(300)  # past the window: every ring is full
-    shapes = (prof._frame_ms.shape, prof._sec_mat.shape, prof._sections["policy"].ring.shape)
+    shapes = (prof._frame_ms.shape, prof._sections["policy"].ring.shape)
     tracemalloc.start()
     try:
         frames(200)
@@ -557,12 +489,9 @@ def test_memory_is_bounded_by_the_window_over_a_long_soak():
     finally:
         tracemalloc.stop()
     assert prof.frames == 12_500
-    assert (prof._frame_ms.shape, prof._sec_mat.shape, prof._sections["policy"].ring.shape) == (
-        shapes
-    )
+    assert (prof._frame_ms.shape, prof._sections["policy"].ring.shape) == shapes
     assert shapes[0] == (100,)
     assert after - before < 4096, f"grew by {after - before} bytes over 12000 frames"
-    assert len(list(prof.frame_rows())) == 100
 
 
 @pytest.mark.parametrize(
@@ -592,14 +521,12 @@ def test_bad_values_raise_value_error():
         prof.section("")
     with pytest.raises(ValueError, match="name"):
         prof.count("")
-    with pytest.raises(ValueError, match="name"):
-        prof.profile("")
 
 
 def test_importing_the_profiler_pulls_in_nothing_heavy():
     code = (
-        "import sys, perf.profiler\n"
-        "heavy = [m for m in ('torch', 'ursina', 'panda3d', 'visuals', 'calf', 'matplotlib')"
+        "import sys, visuals.profiler\n"
+        "heavy = [m for m in ('torch', 'ursina', 'panda3d', 'gymnasium', 'matplotlib')"
         " if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

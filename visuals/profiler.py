@@ -1,7 +1,7 @@
 """A light per-frame profiler for the visual trainer: named sections, per-frame counters, CPU, RSS.
 
-Imports only the standard library, numpy and psutil, so the visual trainer can import it without
-pulling in anything heavy (and ``perf`` never imports ``visuals``).
+It lives with the app it instruments (``visuals`` imports nothing from ``perf``) and imports only
+the standard library, numpy, psutil and ``calf.atomic``, so importing it pulls in nothing heavy.
 
 Semantics, in short:
 
@@ -29,13 +29,16 @@ Semantics, in short:
   mean cover everything since ``reset()``; p50/p95 come from a fixed ring of the last ``window``
   samples (numpy's linear-interpolation percentile). Nothing grows with the number of frames. The
   EMA is ``ema = x`` for the first sample, then ``ema += alpha * (x - ema)``.
+* **Sections are named by their user**: the app registers its sections in its frame's order
+  (``sections=``); any other name is registered the first time it is used.
 * **CPU** is the process's user + system CPU time over the recorded frames, read with
   ``time.process_time`` (the same quantity as ``psutil.Process().cpu_times()`` user + system, all
   threads, but at nanosecond resolution and ~1 us per call, against ~25 us and 10 ms ticks for
   psutil), sampled at every ``end_frame``. CPU spent between frames counts towards the next frame,
   so ``cpu_ms_per_frame`` is exact: CPU time from the first frame's start to the last frame's end
-  divided by the frames. **RSS** (psutil, ~15 us) is sampled every ``rss_every`` frames and whenever
-  statistics are read.
+  divided by the frames. The main thread's own CPU time (``time.thread_time``) is kept beside it:
+  the process figure also holds the render threads'. **RSS** (psutil, ~15 us) is sampled every
+  ``rss_every`` frames and whenever statistics are read.
 * **Disabled** (``enabled = False``, the F2 key): ``section()`` returns one shared no-op context
   manager and every other call returns after one attribute check; nothing is recorded. Disabling
   drops the open frame; re-enabling starts the clocks afresh, so the disabled time counts nowhere.
@@ -45,26 +48,23 @@ The profiler is meant for one thread (the app's main loop).
 
 from __future__ import annotations
 
-import csv
-import functools
 import json
 import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import psutil
 
-__all__ = ["PerformanceProfiler"]
+from calf.atomic import atomic_write
 
-F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["PerformanceProfiler"]
 
 _MB = 1024.0 * 1024.0
 _FRAME_60FPS_MS = 1000.0 / 60.0
@@ -91,7 +91,6 @@ class _Section:
 
     __slots__ = (
         "name",
-        "idx",
         "_prof",
         "_clock",
         "depth",
@@ -110,9 +109,8 @@ class _Section:
         "n",
     )
 
-    def __init__(self, prof: PerformanceProfiler, name: str, idx: int) -> None:
+    def __init__(self, prof: PerformanceProfiler, name: str) -> None:
         self.name = name
-        self.idx = idx
         self._prof = prof
         self._clock = prof._clock
         self.depth = 0
@@ -174,11 +172,10 @@ class _Section:
 class _Counter:
     """One named per-frame counter (a sum) or gauge (set_counter)."""
 
-    __slots__ = ("name", "idx", "acc", "hit", "gauge", "total", "frames_set")
+    __slots__ = ("name", "acc", "hit", "gauge", "total", "frames_set")
 
-    def __init__(self, name: str, idx: int) -> None:
+    def __init__(self, name: str) -> None:
         self.name = name
-        self.idx = idx
         self.gauge = False
         self.clear()
 
@@ -196,38 +193,8 @@ def _percentiles(values: np.ndarray) -> tuple[float, float]:
     return float(p50), float(p95)
 
 
-def atomic_write_text(path: str | os.PathLike[str], write: Callable[[Any], None]) -> Path:
-    """Write through ``write(file)`` into a temporary file beside ``path``, then rename it over
-    ``path``, so a reader never sees a half-written file."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            write(fh)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return target
-
-
 class PerformanceProfiler:
     """Named sections, per-frame counters, frame times, process CPU and RSS; see the module doc."""
-
-    SECTIONS: tuple[str, ...] = (
-        "training",
-        "policy",
-        "physics",
-        "heights",
-        "trails",
-        "heatmap",
-        "ui",
-        "render",
-    )
 
     # None until the first frame boundary after construction / reset / re-enabling.
     _cpu_prev: float | None
@@ -239,8 +206,10 @@ class PerformanceProfiler:
         ema_alpha: float = 0.05,
         window: int = 1000,
         *,
+        sections: Iterable[str] = (),
         clock: Callable[[], float] = time.perf_counter,
         cpu_clock: Callable[[], float] = time.process_time,
+        thread_clock: Callable[[], float] = time.thread_time,
         rss_every: int = 60,
     ) -> None:
         if not (isinstance(ema_alpha, int | float) and 0.0 < ema_alpha <= 1.0):
@@ -254,6 +223,7 @@ class PerformanceProfiler:
         self.rss_every = rss_every
         self._clock = clock
         self._cpu_clock = cpu_clock
+        self._thread_clock = thread_clock
         self._process = psutil.Process()
         self._enabled = bool(enabled)
 
@@ -263,13 +233,9 @@ class PerformanceProfiler:
         self._touched: list[_Section] = []
         self._ctouched: list[_Counter] = []
 
-        # Per-frame ring (the CSV rows and the frame percentiles).
+        # Ring of the last frames' wall times (the frame percentiles).
         self._frame_ms = np.zeros(window, dtype=np.float64)
-        self._frame_cpu_ms = np.zeros(window, dtype=np.float64)
-        self._frame_no = np.zeros(window, dtype=np.int64)
-        self._sec_mat = np.zeros((window, 8), dtype=np.float64)
-        self._cnt_mat = np.full((window, 4), np.nan, dtype=np.float64)
-        for name in self.SECTIONS:
+        for name in sections:
             self._new_section(name)
         self.reset()
 
@@ -306,6 +272,7 @@ class PerformanceProfiler:
         self._frame_start = 0.0
         self._last_end = None
         self._cpu_prev = None
+        self._thread_prev = 0.0
         self._wall_prev = 0.0
         self._frames = 0
         self._pos = 0
@@ -316,9 +283,8 @@ class PerformanceProfiler:
         self._frame_min_ms = math.inf
         self._frame_max_ms = -math.inf
         self._cpu_total_ms = 0.0
+        self._thread_total_ms = 0.0
         self._wall_total_ms = 0.0
-        self._sec_mat.fill(0.0)
-        self._cnt_mat.fill(np.nan)
         self._rss_bytes = 0
         self._rss_max_bytes = 0
         self._sample_rss()
@@ -339,24 +305,14 @@ class PerformanceProfiler:
     def _new_section(self, name: str) -> _Section:
         if not isinstance(name, str) or not name:
             raise ValueError(f"section name must be a non-empty string, got {name!r}")
-        idx = len(self._sections)
-        if idx >= self._sec_mat.shape[1]:
-            grown = np.zeros((self.window, 2 * self._sec_mat.shape[1]), dtype=np.float64)
-            grown[:, :idx] = self._sec_mat
-            self._sec_mat = grown
-        sec = _Section(self, name, idx)
+        sec = _Section(self, name)
         self._sections[name] = sec
         return sec
 
     def _new_counter(self, name: str) -> _Counter:
         if not isinstance(name, str) or not name:
             raise ValueError(f"counter name must be a non-empty string, got {name!r}")
-        idx = len(self._counters)
-        if idx >= self._cnt_mat.shape[1]:
-            grown = np.full((self.window, 2 * self._cnt_mat.shape[1]), np.nan, dtype=np.float64)
-            grown[:, :idx] = self._cnt_mat
-            self._cnt_mat = grown
-        cnt = _Counter(name, idx)
+        cnt = _Counter(name)
         self._counters[name] = cnt
         return cnt
 
@@ -370,27 +326,6 @@ class PerformanceProfiler:
             return self._sections[name]
         except KeyError:
             return self._new_section(name)
-
-    def profile(self, name: str | Callable[..., Any] | None = None) -> Any:
-        """Decorator timing every call of the function as section ``name`` (default: the
-        function's qualified name). ``@prof.profile("physics")``, ``@prof.profile()`` or
-        ``@prof.profile``. The enabled flag is checked at call time."""
-
-        def decorate(fn: F, label: str) -> F:
-            @functools.wraps(fn)
-            def wrapper(*args: Any, **kwargs: Any) -> Any:
-                if not self._enabled:
-                    return fn(*args, **kwargs)
-                with self.section(label):
-                    return fn(*args, **kwargs)
-
-            return wrapper  # type: ignore[return-value]
-
-        if callable(name):
-            return decorate(name, name.__qualname__)
-        if name is not None and (not isinstance(name, str) or not name):
-            raise ValueError(f"section name must be a non-empty string, got {name!r}")
-        return lambda fn: decorate(fn, name or fn.__qualname__)
 
     def _record(self, sec: _Section, seconds: float) -> None:
         if not self._enabled:  # disabled while the section ran
@@ -454,6 +389,7 @@ class PerformanceProfiler:
         now = self._clock()
         if self._cpu_prev is None:
             self._cpu_prev = self._cpu_clock()
+            self._thread_prev = self._thread_clock()
             self._wall_prev = now
         self._frame_start = now
         self._in_frame = True
@@ -467,6 +403,7 @@ class PerformanceProfiler:
             # First boundary since reset / enable: start the clocks, record nothing.
             self._drop_open_frame()
             self._cpu_prev = self._cpu_clock()
+            self._thread_prev = self._thread_clock()
             self._wall_prev = now
             self._last_end = now
             return
@@ -480,6 +417,9 @@ class PerformanceProfiler:
         cpu_ms = (cpu - self._cpu_prev) * 1e3
         self._cpu_prev = cpu
         self._cpu_total_ms += cpu_ms
+        thread = self._thread_clock()
+        self._thread_total_ms += (thread - self._thread_prev) * 1e3
+        self._thread_prev = thread
         self._wall_total_ms += (now - self._wall_prev) * 1e3
         self._wall_prev = now
         self._last_end = now
@@ -501,29 +441,19 @@ class PerformanceProfiler:
 
         pos = self._pos
         self._frame_ms[pos] = frame_ms
-        self._frame_cpu_ms[pos] = cpu_ms
-        self._frame_no[pos] = frames - 1
-        srow = self._sec_mat[pos]
-        srow.fill(0.0)
         alpha = self.ema_alpha
         window = self.window
         touched = self._touched
         if touched:
             for sec in touched:
-                ms = sec.acc * 1e3
-                srow[sec.idx] = ms
-                sec.commit(ms, alpha, window)
+                sec.commit(sec.acc * 1e3, alpha, window)
                 sec.acc = 0.0
                 sec.hit = False
             touched.clear()
-        crow = self._cnt_mat[pos]
-        crow.fill(np.nan)
         ctouched = self._ctouched
         if ctouched:
             for cnt in ctouched:
-                value = cnt.acc
-                crow[cnt.idx] = value
-                cnt.total += value
+                cnt.total += cnt.acc
                 cnt.frames_set += 1
                 cnt.acc = 0.0
                 cnt.hit = False
@@ -595,6 +525,7 @@ class PerformanceProfiler:
             "frame_ms_ema": self._frame_ema_ms,
             "fps": 1000.0 / mean if mean > 0.0 else 0.0,
             "cpu_ms_per_frame": cpu_per_frame,
+            "thread_cpu_ms_per_frame": self._thread_total_ms / frames if frames else 0.0,
             "cpu_percent_at_60fps": cpu_per_frame / _FRAME_60FPS_MS * 100.0,
             "cpu_percent": (
                 self._cpu_total_ms / self._wall_total_ms * 100.0 if self._wall_total_ms else 0.0
@@ -613,22 +544,6 @@ class PerformanceProfiler:
             div = cnt.frames_set if cnt.gauge else frames
             out[cnt.name] = cnt.total / div if div else 0.0
         return out
-
-    def summary_line(self) -> str:
-        """One short line for the stats panel: frame EMA and p95, fps, CPU, section EMAs (ms)."""
-        if not self._enabled:
-            return "profiler off"
-        if self._frames == 0:
-            return "profiler: no frames yet"
-        p50, p95 = _percentiles(self._frame_ms[: self._n])
-        mean = self._frame_total_ms / self._frames
-        parts = [
-            f"frame {self._frame_ema_ms:.1f} ms p95 {p95:.1f}",
-            f"{1000.0 / mean if mean > 0 else 0.0:.0f} fps",
-            f"cpu {self._cpu_total_ms / self._frames:.1f} ms",
-        ]
-        parts += [f"{s.name} {s.ema:.1f}" for s in self._ordered_sections() if s.samples]
-        return " | ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
         """{"frame": frame_stats, "sections": section_stats, "counters": counters_per_frame,
@@ -659,41 +574,4 @@ class PerformanceProfiler:
         JSON, atomically (temp file + rename); returns the path."""
         data = {**self.to_dict(), **(extra or {})}
         text = json.dumps(data, indent=2, allow_nan=False)
-        return atomic_write_text(path, lambda fh: fh.write(text + "\n"))
-
-    def csv_columns(self) -> list[str]:
-        """The CSV header: frame, frame_ms, cpu_ms, ``<section>_ms`` per section, each counter."""
-        return (
-            ["frame", "frame_ms", "cpu_ms"]
-            + [f"{s}_ms" for s in self._sections]
-            + list(self._counters)
-        )
-
-    def frame_rows(self) -> Iterable[list[float | int | str]]:
-        """The last ``window`` frames, oldest first, in ``csv_columns()`` order. A section absent
-        from a frame is 0, a sum counter absent from a frame 0, a gauge not set in a frame ''."""
-        n, window = self._n, self.window
-        order = (np.arange(self._pos - n, self._pos) % window) if n else np.zeros(0, np.int64)
-        n_sec, counters = len(self._sections), list(self._counters.values())
-        gauge = [c.gauge for c in counters]
-        for i in order:
-            row: list[float | int | str] = [
-                int(self._frame_no[i]),
-                float(self._frame_ms[i]),
-                float(self._frame_cpu_ms[i]),
-            ]
-            row += [float(v) for v in self._sec_mat[i, :n_sec]]
-            for c, is_gauge in zip(counters, gauge, strict=True):
-                v = float(self._cnt_mat[i, c.idx])
-                row.append(("" if is_gauge else 0.0) if math.isnan(v) else v)
-            yield row
-
-    def to_csv(self, path: str | os.PathLike[str]) -> Path:
-        """Write one row per frame in the ring (the last ``window`` frames), atomically."""
-
-        def write(fh: Any) -> None:
-            w = csv.writer(fh)
-            w.writerow(self.csv_columns())
-            w.writerows(self.frame_rows())
-
-        return atomic_write_text(path, write)
+        return atomic_write(path, lambda fh: fh.write(text + "\n"))
