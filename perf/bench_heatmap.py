@@ -2,9 +2,9 @@
 
 Benchmarks (pytest-benchmark; ``--benchmark-compare`` shows each group's two paths side by side):
 
-* group "heights N=<n>": ``get_heights_loop`` (the trainer's ``interp`` reference: a Python loop
-  of ``_interpolate_q_from_grid`` and the scalar height formula) vs
-  ``get_q_value_for_states_batch`` (vectorised bilinear interpolation + height formula);
+* group "heights N=<n>": ``LoopHeights.heights`` (the trainer's ``interp`` reference: a Python
+  loop of ``_interpolate_q_from_grid`` and the scalar height formula) vs ``CriticHeatmap.heights``
+  (vectorised bilinear interpolation + height formula);
 * group "interp N=<n>": the interpolation alone, ``_interpolate_q_from_grid`` per state vs
   ``_interpolate_q_from_grid_vectorized``;
 * group "surface G=<g>": ``vertex_buffers_reference`` (per-vertex Python builder) vs
@@ -30,7 +30,7 @@ import torch
 
 from calf.td3 import TD3
 from perf.gates import Speedup, measure_speedup
-from visuals.heatmap import CriticHeatmap
+from visuals.heatmap import CriticHeatmap, LoopHeights
 
 N_FULL = [1, 5, 10, 20, 30, 100, 1000, 10000]
 N_QUICK = [20, 1000]
@@ -60,7 +60,7 @@ def _interp_loop(hm: CriticHeatmap, states: np.ndarray) -> np.ndarray:
 
 def _paths(hm: CriticHeatmap, group: str) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     if group == "heights":
-        return {"loop": hm.get_heights_loop, "vectorized": hm.get_q_value_for_states_batch}
+        return {"loop": LoopHeights(hm).heights, "vectorized": hm.heights}
     return {
         "loop": lambda s: _interp_loop(hm, s),
         "vectorized": hm._interpolate_q_from_grid_vectorized,
@@ -160,13 +160,13 @@ def test_gate_heights_cost_no_critic_forward():
     counter.reset()
     refreshes = sum(hm.maybe_refresh(step) for step in range(1000))
     for _ in range(100):
-        hm.get_q_value_for_states_batch(states)
+        hm.heights(states)
     assert refreshes == 2
     assert counter.count() == counter.count(module="critic") == refreshes
     counter.reset()
     for _ in range(100):
-        hm.get_q_value_for_states_batch(states)
-        hm.get_q_value_for_state((0.0, 0.0))  # the goal marker
+        hm.heights(states)
+        hm.heights(np.zeros((1, 2)))  # the goal marker
     print(f"\n  forward passes for 100 frames of 20 heights + goal: {counter.count()}")
     assert counter.count() == 0
 

@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 from calf.td3 import TD3
 from visuals.colormap import HIGH_COLOR, LOW_COLOR, STOPS, colormap, colormap_reference
 from visuals.coords import PlaneMapping
-from visuals.heatmap import OVERLAY_LIFT_FRACTION, CriticHeatmap
+from visuals.heatmap import OVERLAY_LIFT_FRACTION, CriticHeatmap, HeightSource, LoopHeights
 
 
 def set_linear_critic(td3: TD3, wx: float, wv: float, b: float) -> None:
@@ -178,15 +178,20 @@ def test_batch_heights_equal_the_reference_height_formula(td3, data, setup, q2, 
     hm = make_heatmap(td3, setup, height_scale=scale, surface_epsilon=eps)
     hm.q2_range = tuple(q2)
     states = data.draw(states_for(hm))
-    batch = hm.get_q_value_for_states_batch(states)
-    loop = hm.get_heights_loop(states)
+    batch = hm.heights(states)
+    loop = LoopHeights(hm).heights(states)
     formula = [
         reference_height(hm._interpolate_q_from_grid(s), q2[0], q2[1], scale, eps) for s in states
     ]
     np.testing.assert_allclose(batch, formula, rtol=0, atol=1e-9)
     np.testing.assert_allclose(loop, formula, rtol=0, atol=1e-9)
-    if len(states):
-        assert hm.get_q_value_for_state(states[0]) == pytest.approx(formula[0], abs=1e-9)
+
+
+def test_both_height_sources_satisfy_the_protocol_and_the_seed_name_is_an_alias(td3):
+    hm = CriticHeatmap(td3, grid_size=3)
+    sources: list[HeightSource] = [hm, LoopHeights(hm)]
+    assert all(callable(src.heights) for src in sources)
+    assert CriticHeatmap.get_q_value_for_states_batch is CriticHeatmap.heights
 
 
 @settings(max_examples=60, deadline=None)
@@ -194,19 +199,19 @@ def test_batch_heights_equal_the_reference_height_formula(td3, data, setup, q2, 
     q=hnp.arrays(np.float64, st.integers(0, 30), elements=finite),
     q2=st.tuples(st.floats(0.0, 5e3), st.floats(0.0, 5e3)).map(sorted),
 )
-def test_heights_from_q_equals_the_reference_formula(td3, q, q2):
+def test_height_formula_on_q_equals_the_reference_formula(td3, q, q2):
     hm = CriticHeatmap(td3, grid_size=3, height_scale=2.5, surface_epsilon=0.05)
     hm.q2_range = tuple(q2)
     expected = [reference_height(v, q2[0], q2[1], 2.5, 0.05) for v in q]
-    np.testing.assert_allclose(hm.heights_from_q(q), expected, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(hm._heights_unchecked(q), expected, rtol=0, atol=1e-9)
 
 
 def test_flat_q2_range_gives_a_flat_surface_at_epsilon(td3):
     hm = CriticHeatmap(td3, grid_size=3, height_scale=3.0, surface_epsilon=0.07)
     hm.q_grid = np.full((3, 3), 2.0)
     hm.q2_range = (4.0, 4.0)
-    np.testing.assert_array_equal(hm.get_q_value_for_states_batch(np.zeros((4, 2))), 0.07)
-    np.testing.assert_array_equal(hm.get_heights_loop(np.zeros((4, 2))), 0.07)
+    np.testing.assert_array_equal(hm.heights(np.zeros((4, 2))), 0.07)
+    np.testing.assert_array_equal(LoopHeights(hm).heights(np.zeros((4, 2))), 0.07)
 
 
 # ------------------------------------------------------------- forward passes
@@ -222,13 +227,9 @@ def test_compute_q_grid_makes_exactly_one_critic_forward_and_heights_none():
     counter.reset()
     states = np.random.default_rng(0).uniform(-6, 6, (50, 2))
     for _ in range(10):
-        hm.get_q_value_for_states_batch(states)
-        hm.get_q_value_for_state(states[0])
-        hm.get_heights_loop(states[:5])
+        hm.heights(states)
+        LoopHeights(hm).heights(states[:5])
     assert counter.count() == 0
-    hm.get_q_value_for_states_batch(states, use_cached=False)
-    assert counter.count(module="critic") == 1
-    assert counter.count() == 1
 
 
 def test_grid_is_min_of_twin_heads_at_zero_action_rows_follow_v():
@@ -246,25 +247,30 @@ def test_grid_is_min_of_twin_heads_at_zero_action_rows_follow_v():
 
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 10_000), g=st.integers(2, 12))
-def test_uncached_heights_agree_with_interpolation_at_grid_nodes(seed, g):
+def test_interpolated_heights_equal_a_direct_critic_query_at_grid_nodes(seed, g):
     agent = TD3(2, 1, 5.0, seed=seed, dtype=torch.float64)
     hm = CriticHeatmap(agent, grid_size=g, x_range=(-3.0, 4.0), v_range=(-1.0, 1.0))
     hm.compute_q_grid()
-    cached = hm.get_q_value_for_states_batch(hm.grid_states, use_cached=True)
-    fresh = hm.get_q_value_for_states_batch(hm.grid_states, use_cached=False)
-    np.testing.assert_allclose(fresh, cached, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        hm.heights(hm.grid_states), direct_heights(hm, hm.grid_states), rtol=0, atol=1e-9
+    )
 
 
-def test_uncached_heights_equal_cached_ones_everywhere_for_a_linear_critic():
+def test_interpolated_heights_equal_a_direct_critic_query_everywhere_for_a_linear_critic():
     agent = fresh_td3()
     set_linear_critic(agent, 0.7, -0.4, 1.3)  # linear q: bilinear interpolation is exact
     hm = CriticHeatmap(agent, grid_size=7, height_scale=2.0)
     states = np.random.default_rng(3).uniform(-5, 5, (200, 2))
-    np.testing.assert_allclose(
-        hm.get_q_value_for_states_batch(states, use_cached=False),
-        hm.get_q_value_for_states_batch(states),
-        atol=1e-9,
-    )
+    hm.heights(states)  # the first call computes the grid (and the q² range)
+    np.testing.assert_allclose(hm.heights(states), direct_heights(hm, states), atol=1e-9)
+
+
+def direct_heights(hm: CriticHeatmap, states: np.ndarray) -> np.ndarray:
+    """The height formula on min(Q1, Q2)(s, 0) from a fresh critic forward at the states."""
+    s = torch.as_tensor(states, dtype=hm.td3.dtype)
+    with torch.no_grad():
+        q1, q2 = hm.td3.critic(s, torch.zeros((len(s), 1), dtype=hm.td3.dtype))
+    return hm._heights_unchecked(torch.minimum(q1, q2).reshape(-1).double().numpy())
 
 
 # ---------------------------------------------------------- refresh and EMA
@@ -300,7 +306,7 @@ def test_q2_range_is_ema_smoothed_across_refreshes():
     assert hm.q2_range == pytest.approx((0.75 * lo + 0.25 * 16, 0.75 * hi + 0.25 * 144))
     assert hm.refreshes == 3
     # With the range lagging, the new grid's top exceeds hi: clamped to height_scale.
-    assert hm.get_q_value_for_state((4.0, 0.0)) == pytest.approx(1.0 + 0.05)
+    assert hm.heights([(4.0, 0.0)])[0] == pytest.approx(1.0 + 0.05)
 
 
 def test_maybe_refresh_runs_on_first_call_and_every_update_frequency_steps():
@@ -322,8 +328,8 @@ def test_first_height_query_computes_the_grid_once():
     agent = stub_agent()
     hm = CriticHeatmap(agent, grid_size=3)
     assert hm.q_grid is None
-    hm.get_q_value_for_states_batch(np.zeros((3, 2)))
-    hm.get_q_value_for_states_batch(np.zeros((3, 2)))
+    hm.heights(np.zeros((3, 2)))
+    hm.heights(np.zeros((3, 2)))
     assert agent.critic.calls == 1 and hm.refreshes == 1
 
 
@@ -335,18 +341,11 @@ def test_non_finite_states_raise_value_error_naming_the_rows(td3, bad):
     states = np.zeros((9, 2))
     states[3, 0] = bad
     states[7, 1] = bad
-    for call in (
-        hm.get_q_value_for_states_batch,
-        lambda s: hm.get_q_value_for_states_batch(s, use_cached=False),
-        hm._interpolate_q_from_grid_vectorized,
-        hm.get_heights_loop,
-    ):
+    for call in (hm.heights, hm._interpolate_q_from_grid_vectorized, LoopHeights(hm).heights):
         with pytest.raises(ValueError, match=r"rows \[3, 7\]"):
             call(states)
     with pytest.raises(ValueError, match="NaN or inf"):
         hm._interpolate_q_from_grid(states[3])
-    with pytest.raises(ValueError, match="NaN or inf"):
-        hm.get_q_value_for_state(states[7])
 
 
 def test_huge_finite_states_are_clamped_not_rejected(td3):
@@ -361,15 +360,13 @@ def test_bad_shapes_and_arguments_raise_value_error(td3):
     hm.q_grid = np.zeros((5, 5))
     for bad in (np.zeros((3, 3)), np.zeros(3), np.zeros((2, 2, 2))):
         with pytest.raises(ValueError, match="shape"):
-            hm.get_q_value_for_states_batch(bad)
-    assert hm.get_q_value_for_states_batch(np.zeros((0, 2))).shape == (0,)
-    assert hm.get_q_value_for_states_batch([]).shape == (0,)
+            hm.heights(bad)
+    assert hm.heights(np.zeros((0, 2))).shape == (0,)
+    assert hm.heights([]).shape == (0,)
     with pytest.raises(ValueError, match="shape"):
         hm.q_grid = np.zeros((4, 5))
     with pytest.raises(ValueError, match="NaN"):
         hm.q_grid = np.full((5, 5), np.nan)
-    with pytest.raises(ValueError, match="NaN"):
-        hm.heights_from_q([1.0, np.nan])
     for kwargs in (
         {"grid_size": 1},
         {"x_range": (1.0, 1.0)},
@@ -432,11 +429,9 @@ def test_agents_at_grid_nodes_sit_surface_epsilon_above_the_vertices(td3):
     hm = CriticHeatmap(td3, grid_size=9, x_range=(-4.0, 6.0), v_range=(-2.0, 2.0), height_scale=3)
     hm.compute_q_grid()
     pos, _ = hm.vertex_buffers()
-    agents = hm.mapping.to_world(hm.grid_states, hm.get_q_value_for_states_batch(hm.grid_states))
+    agents = hm.mapping.to_world(hm.grid_states, hm.heights(hm.grid_states))
     np.testing.assert_allclose(agents[:, [0, 2]], pos[:, [0, 2]], rtol=0, atol=1e-6)
     np.testing.assert_allclose(agents[:, 1] - pos[:, 1], hm.surface_epsilon, rtol=0, atol=1e-6)
-    goal = hm.get_q_value_for_state((0.0, 0.0))
-    assert goal == pytest.approx(float(hm.get_q_value_for_states_batch([[0.0, 0.0]])[0]))
 
 
 def test_index_buffers_cover_every_cell_and_grid_line(td3):
@@ -600,16 +595,11 @@ def test_surface_and_overlay_are_one_geom_each_and_refresh_writes_in_place(ursin
         hm.set_surface_visible(True)
         hm.set_overlay_visible(True)
         assert count_draw_calls(hm.root) == 2
-        hm.set_zoom(2.0)
-        assert tuple(hm.root.scale) == (2.0, 2.0, 2.0)
-        assert hm.mesh_updates == 10  # zoom moves the node, it writes no vertices
-        with pytest.raises(ValueError):
-            hm.set_zoom(0.0)
     finally:
         hm.destroy()
     assert hm.root is None and hm.surface is None
     hm.draw()  # drawable again after destroy
     try:
-        assert count_draw_calls(hm.root) == 2 and tuple(hm.root.scale) == (2.0, 2.0, 2.0)
+        assert count_draw_calls(hm.root) == 2
     finally:
         hm.destroy()

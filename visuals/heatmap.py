@@ -1,6 +1,10 @@
 """The critic surface: Q on a G x G grid of the phase plane in one critic forward, agent heights by
 vectorised bilinear interpolation of that grid, and one Panda3D Geom rewritten in place on refresh.
 
+The heights stage of a frame stands behind ``HeightSource``: ``CriticHeatmap.heights`` (one
+vectorised interpolation for all states, 0 forwards) and its loop reference ``LoopHeights``
+(``--reference interp``: a Python loop of scalar interpolations).
+
 Heights
 -------
 For a critic value q, with (lo, hi) = ``q2_range`` (the EMA-smoothed min and max of q² over the
@@ -10,7 +14,7 @@ grid, see ``compute_q_grid``)::
     height(q) = norm(q) * height_scale + surface_epsilon
 
 An agent's height is height(q~), where q~ is the bilinear interpolation of ``q_grid`` at the
-agent's state (what issue 4 asks for): interpolate q, then apply the non-linear height formula.
+agent's state: interpolate q, then apply the non-linear height formula.
 The surface vertex at grid node (x_i, v_j) is drawn at height(q_grid[j, i]) - surface_epsilon,
 with colour colormap(norm): ``surface_epsilon`` lifts the agents (markers, trails) just above
 the drawn surface. Without it a trail lies exactly in the surface's triangles and the depth test
@@ -21,13 +25,13 @@ States outside the grid are clamped to its bounds before interpolating (an agent
 takes the height of the nearest edge point); NaN or inf states raise ValueError naming the rows.
 
 World positions come from the shared ``PlaneMapping.to_world`` for the surface vertices too, so an
-agent drawn at ``mapping.to_world(states, get_q_value_for_states_batch(states))`` lands on them.
+agent drawn at ``mapping.to_world(states, heights(states))`` lands on them.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -36,7 +40,6 @@ from numpy.typing import ArrayLike, NDArray
 from calf.validation import as_state, as_state_batch
 from visuals.colormap import colormap, colormap_reference
 from visuals.coords import PlaneMapping
-from visuals.drawable import check_positive
 
 try:  # numpy >= 2: the compiled interp without np.interp's Python wrapper (half its ~1 us cost)
     from numpy._core.multiarray import interp as _interp
@@ -55,6 +58,12 @@ NODE_CROSS_FRACTION = 0.18  # cross half-width, as a fraction of the smaller wor
 # exactly on the triangles' edges z-fight with them, and a depth offset alone does not fix that
 # on every GL driver.
 OVERLAY_LIFT_FRACTION = 0.002
+
+
+class HeightSource(Protocol):
+    """The heights stage: surface heights under N states, (N, 2) -> (N,)."""
+
+    def heights(self, states: ArrayLike) -> NDArray[np.float64]: ...
 
 
 def _check_range(name: str, r: tuple[float, float]) -> tuple[float, float]:
@@ -143,7 +152,6 @@ class CriticHeatmap:
         self.mesh_updates = 0
         self.last_refresh_step: int | None = None
 
-        self._zoom = 1.0
         self.root: Any = None
         self.surface: Any = None
         self.overlay: Any = None
@@ -364,47 +372,15 @@ class CriticHeatmap:
             self._height_fp = np.array([eps, eps + hs])
         return _interp(q * q, self._height_xp, self._height_fp)
 
-    def heights_from_q(self, q: ArrayLike) -> NDArray[np.float64]:
-        """q (N,) -> heights (N,): clamp((q² - lo) / (hi - lo), 0, 1) * height_scale +
-        surface_epsilon with (lo, hi) = ``q2_range`` (0 instead of the fraction when
-        hi - lo <= 1e-12). NaN or inf q raises ValueError."""
-        arr = np.asarray(q, dtype=np.float64).reshape(-1)
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            raise ValueError(f"q contains NaN or inf at {np.flatnonzero(bad)[:10].tolist()}")
-        return self._heights_unchecked(arr)
-
-    def get_q_value_for_states_batch(
-        self, states: ArrayLike, use_cached: bool = True
-    ) -> NDArray[np.float64]:
-        """(N, 2) states -> (N,) heights. ``use_cached=True``: bilinear from the cached grid,
-        0 critic forwards; ``use_cached=False``: one batched critic forward at the states
-        themselves (still normalised by ``q2_range``). The first call ever computes the grid."""
+    def heights(self, states: ArrayLike) -> NDArray[np.float64]:
+        """(N, 2) states -> (N,) surface heights under them: bilinear from the cached grid,
+        0 critic forwards (the first call ever computes the grid)."""
         if self._cells is None:
             self.compute_q_grid()
-        s = self._states_array(states)
-        if use_cached:
-            return self._heights_unchecked(self._interpolate_checked(s))
-        if len(s) == 0:
-            return np.zeros(0, dtype=np.float64)
-        dev, dt = self.td3.device, self.td3.dtype
-        states_t = torch.as_tensor(s, dtype=dt, device=dev)
-        actions_t = torch.zeros((len(s), self.td3.action_dim), dtype=dt, device=dev)
-        return self.heights_from_q(self._critic_q(states_t, actions_t))
+        return self._heights_unchecked(self._interpolate_checked(self._states_array(states)))
 
-    def get_q_value_for_state(self, state: ArrayLike) -> float:
-        """One state's height (the same vectorised path the agents use)."""
-        s = as_state(state, 2).reshape(1, 2)
-        return float(self.get_q_value_for_states_batch(s)[0])
-
-    def get_heights_loop(self, states: ArrayLike) -> NDArray[np.float64]:
-        """The ``interp`` reference path: a Python loop of ``_interpolate_q_from_grid`` and the
-        scalar height formula, one state at a time."""
-        s = as_state_batch(states, 2)
-        out = np.empty(len(s), dtype=np.float64)
-        for n in range(len(s)):
-            out[n] = self._height_scalar(self._interpolate_q_from_grid(s[n]))
-        return out
+    # The seeds' name for ``heights``; it returns heights, not Q values.
+    get_q_value_for_states_batch = heights
 
     # ------------------------------------------------------------- mesh buffers
     def vertex_buffers(self) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -549,7 +525,6 @@ class CriticHeatmap:
         self._require_grid()
         g = self.grid_size
         self.root = Entity(parent=parent if parent is not None else scene, name="critic_heatmap")
-        self.root.scale = self._zoom
         self.surface = Entity(parent=self.root, name="critic_surface")
         self.overlay = Entity(parent=self.root, name="critic_overlay")
         self._surface_gnode, self._surface_vdata = self._make_geom_node(
@@ -580,14 +555,6 @@ class CriticHeatmap:
         if self.overlay is not None:
             self.overlay.visible = bool(visible)
 
-    def set_zoom(self, zoom: float) -> None:
-        """Scale the drawn heatmap uniformly about its parent's origin (the node's transform, no
-        vertex rewrite); anything drawn on the surface should share that parent's scale."""
-        zoom = check_positive("zoom", zoom)
-        self._zoom = zoom
-        if self.root is not None:
-            self.root.scale = zoom
-
     def destroy(self) -> None:
         """Remove the drawn nodes; the cached grid stays, and ``draw`` can create them again."""
         if self.root is not None:
@@ -597,3 +564,19 @@ class CriticHeatmap:
         self.root = self.surface = self.overlay = None
         self._surface_gnode = self._overlay_gnode = None
         self._surface_vdata = self._overlay_vdata = None
+
+
+class LoopHeights:
+    """The ``interp`` reference of the heights stage: a Python loop, one state at a time, of the
+    scalar bilinear interpolation and the scalar height formula over ``heatmap``'s grid."""
+
+    def __init__(self, heatmap: CriticHeatmap) -> None:
+        self.heatmap = heatmap
+
+    def heights(self, states: ArrayLike) -> NDArray[np.float64]:
+        s = as_state_batch(states, 2)
+        hm = self.heatmap
+        out = np.empty(len(s), dtype=np.float64)
+        for n in range(len(s)):
+            out[n] = hm._height_scalar(hm._interpolate_q_from_grid(s[n]))
+        return out
