@@ -1,4 +1,4 @@
-"""What every drawn layer does the same way: zoom, show/hide and teardown act on its root entity."""
+"""What every drawn layer does the same way: show/hide and teardown act on its root entity."""
 
 from __future__ import annotations
 
@@ -18,10 +18,6 @@ class Drawable:
     """A layer drawn under one root ``entity`` (an Ursina Entity)."""
 
     entity: Any
-
-    def set_zoom(self, zoom: float) -> None:
-        """Scale the layer about its parent's origin: O(1), no vertex is rewritten."""
-        self.entity.set_scale(check_positive("zoom", zoom))
 
     def set_visible(self, visible: bool) -> None:
         if visible:
