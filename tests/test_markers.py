@@ -8,10 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from visuals.markers import BatchedMarkers, MarkerEntities, mode_marker_colors
+from visuals.markers import BatchedMarkers, MarkerEntities, MarkerSet, mode_marker_colors
 from visuals.palette import MODE_COLORS
 from visuals.scene_stats import count_draw_calls
 from visuals.trails import TRAINING_MODE_COLORS, colors_to_uint8
+
+
+def sphere_state(markers: MarkerEntities) -> tuple[np.ndarray, np.ndarray]:
+    """Positions and uint8 colours of the reference's spheres, read from the entities."""
+    pos = np.array([tuple(s.position) for s in markers.spheres], dtype=np.float32)
+    cols = np.array([tuple(s.color) for s in markers.spheres], dtype=np.float32)
+    return pos.reshape(-1, 3), colors_to_uint8(cols.reshape(-1, 4))
 
 
 def read_markers(markers: BatchedMarkers) -> tuple[np.ndarray, np.ndarray, int]:
@@ -39,7 +46,7 @@ def test_mode_marker_colors_are_mode_colour_rows():
     )
     assert mode_marker_colors(np.zeros(0, dtype=int)).shape == (0, 4)
     with pytest.raises(ValueError, match="mode"):
-        mode_marker_colors([0, 3])
+        mode_marker_colors([0, len(MODE_COLORS)])
     with pytest.raises(ValueError, match="mode"):
         mode_marker_colors([0.5])
 
@@ -50,21 +57,20 @@ def test_update_writes_positions_and_colours_into_the_one_geom(ursina_app):
         rng = np.random.default_rng(0)
         m.set_count(6)  # past max_agents: grows
         pos = rng.normal(size=(6, 3)).astype(np.float32)
-        cols = mode_marker_colors(rng.integers(0, 3, 6))
+        modes = rng.integers(0, len(MODE_COLORS), 6)
         before = m.mesh_updates
-        m.update(pos, cols)
+        m.update(pos, modes)
         assert m.mesh_updates - before == 1
         got_p, got_c, drawn = read_markers(m)
         np.testing.assert_array_equal(got_p, pos)
-        np.testing.assert_array_equal(got_c, colors_to_uint8(cols))
+        np.testing.assert_array_equal(got_c, colors_to_uint8(mode_marker_colors(modes)))
         assert drawn == 6
-        np.testing.assert_array_equal(m.positions(), pos)
         m.set_count(2)
         got_p, _, drawn = read_markers(m)
         assert drawn == 2
         np.testing.assert_array_equal(got_p, pos[:2])
         m.set_count(0)
-        m.update(np.zeros((0, 3)), np.zeros((0, 4)))
+        m.update(np.zeros((0, 3)), np.zeros(0, dtype=int))
         assert read_markers(m)[2] == 0
         assert count_draw_calls(m.entity) == 1
     finally:
@@ -76,15 +82,30 @@ def test_markers_reject_bad_input(ursina_app):
     try:
         m.set_count(3)
         with pytest.raises(ValueError, match="positions"):
-            m.update(np.zeros((2, 3)), np.zeros((3, 4)))
-        with pytest.raises(ValueError, match="colors"):
-            m.update(np.zeros((3, 3)), np.zeros((3, 3)))
+            m.update(np.zeros((2, 3)), np.zeros(3, dtype=int))
+        with pytest.raises(ValueError, match="modes"):
+            m.update(np.zeros((3, 3)), np.zeros((3, 4), dtype=int))
+        with pytest.raises(ValueError, match="mode codes"):
+            m.update(np.zeros((3, 3)), np.array([0, 1, len(MODE_COLORS)]))
         with pytest.raises(ValueError, match="NaN"):
-            m.update(np.full((3, 3), np.nan), np.zeros((3, 4)))
+            m.update(np.full((3, 3), np.nan), np.zeros(3, dtype=int))
         with pytest.raises(ValueError, match="n must"):
             m.set_count(-1)
     finally:
         m.destroy()
+
+
+def test_both_marker_sets_satisfy_the_markerset_protocol(ursina_app):
+    batched, spheres = BatchedMarkers(2), MarkerEntities()
+    try:
+        sets: list[MarkerSet] = [batched, spheres]
+        for m in sets:
+            m.set_count(3)
+            m.update(np.zeros((3, 3)), np.array([0, 1, 3]))
+            assert m.num_agents == 3
+    finally:
+        batched.destroy()
+        spheres.destroy()
 
 
 @pytest.mark.parametrize("n", [5, 50, 1000])
@@ -92,7 +113,7 @@ def test_batched_markers_are_one_draw_call_at_any_n(ursina_app, n):
     m = BatchedMarkers(n)
     try:
         m.set_count(n)
-        m.update(np.random.default_rng(n).normal(size=(n, 3)), mode_marker_colors(np.zeros(n, int)))
+        m.update(np.random.default_rng(n).normal(size=(n, 3)), np.zeros(n, int))
         ursina_app.step()
         assert count_draw_calls(m.entity) == 1
     finally:
@@ -105,11 +126,12 @@ def test_reference_marker_entities_are_one_draw_call_each(ursina_app, n):
     try:
         m.set_count(n)
         pos = np.random.default_rng(n).normal(size=(n, 3)).astype(np.float32)
-        cols = mode_marker_colors(np.arange(n) % 3)
-        m.update(pos, cols)
+        modes = np.arange(n) % len(MODE_COLORS)
+        m.update(pos, modes)
         assert count_draw_calls(m.entity) == n
-        np.testing.assert_allclose(m.positions(), pos, atol=1e-6)
-        np.testing.assert_array_equal(m.colors(), colors_to_uint8(cols))
+        got_p, got_c = sphere_state(m)
+        np.testing.assert_allclose(got_p, pos, atol=1e-6)
+        np.testing.assert_array_equal(got_c, colors_to_uint8(mode_marker_colors(modes)))
         m.set_count(2)
         assert count_draw_calls(m.entity) == 2
     finally:
@@ -132,7 +154,7 @@ def test_headless_render_shows_each_marker_in_its_colour_and_nothing_else(ursina
         pos = np.array([[-4, 0, 2], [0, 0, -2], [4, 0, 2]], dtype=np.float32)
         modes = np.array([0, 1, 2])
         m.set_count(3)
-        m.update(pos, mode_marker_colors(modes))
+        m.update(pos, modes)
         m.set_visible(False)
         ursina_app.step()
         background = grab_frame()

@@ -1,25 +1,49 @@
 """Agent markers (the dot at the head of each trail): one mesh for all N, or one sphere each.
 
+Both stand behind ``MarkerSet``, the markers stage of a frame:
+
 ``BatchedMarkers`` draws every agent as a screen-space point of ``size`` pixels from ONE
 ``GeomPoints`` Geom (one draw call for any N); ``update`` rewrites the N interleaved vertices
-(position + colour) in place through a numpy view over the Panda3D buffer: one vertex-buffer
-upload per update. ``MarkerEntities`` is the reference for ``--reference trails``: one sphere
-Entity per agent, moved and recoloured one by one (N draw calls).
+(position + colour from a uint8 mode table) in place through a numpy view over the Panda3D
+buffer: one vertex-buffer upload per update. ``MarkerEntities`` is the reference for
+``--reference trails``: one sphere Entity per agent, moved and recoloured one by one (N draw
+calls).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from visuals.drawable import Drawable, check_positive
 from visuals.palette import MODE_COLORS
-from visuals.trails import VERTEX_DTYPE, colors_to_uint8, make_geom_node, vertex_view
+from visuals.trails import (
+    VERTEX_DTYPE,
+    check_push,
+    colors_to_uint8,
+    make_geom_node,
+    vertex_view,
+)
 
 # World size of one marker pixel for the sphere reference (8 px -> 0.16 world units).
 SPHERE_WORLD_PER_PIXEL = 0.02
+
+
+class MarkerSet(Protocol):
+    """What the visual agents need from their markers: one per agent, moved every frame."""
+
+    mesh_updates: int
+
+    @property
+    def num_agents(self) -> int: ...
+
+    def set_count(self, n: int) -> None: ...
+
+    def update(self, positions: ArrayLike, modes: ArrayLike) -> None: ...
+
+    def destroy(self) -> None: ...
 
 
 def mode_marker_colors(
@@ -37,30 +61,23 @@ def mode_marker_colors(
     return table[m.astype(np.int64)]
 
 
-def _check_update(
-    positions: ArrayLike, colors: ArrayLike, n: int
-) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    pos = np.asarray(positions, dtype=np.float32)
-    col = np.asarray(colors, dtype=np.float32)
-    if pos.shape != (n, 3):
-        raise ValueError(f"positions must have shape ({n}, 3), got {pos.shape}")
-    if col.shape != (n, 4):
-        raise ValueError(f"colors must have shape ({n}, 4), got {col.shape}")
-    if not (np.all(np.isfinite(pos)) and np.all(np.isfinite(col))):
-        raise ValueError("positions or colors contain NaN or inf")
-    return pos, col
-
-
 class BatchedMarkers(Drawable):
     """N screen-space points in one Geom: one draw call, one buffer upload per ``update``."""
 
-    def __init__(self, max_agents: int, size: float = 8.0, parent: Any = None) -> None:
+    def __init__(
+        self,
+        max_agents: int,
+        size: float = 8.0,
+        mode_colors: ArrayLike = MODE_COLORS,
+        parent: Any = None,
+    ) -> None:
         from panda3d.core import ColorAttrib, Geom, GeomPoints
         from ursina import Entity, scene
 
         if int(max_agents) != max_agents or max_agents < 0:
             raise ValueError(f"max_agents must be a non-negative integer, got {max_agents!r}")
         self.size = check_positive("size", size)
+        self._lut = colors_to_uint8(mode_colors)
         self.count = 0
         self.mesh_updates = 0  # vertex-array writes (each is one upload)
         self.entity = Entity(parent=parent if parent is not None else scene)
@@ -99,25 +116,15 @@ class BatchedMarkers(Drawable):
             self._prim.add_consecutive_vertices(0, n)
         self.count = n
 
-    def update(self, positions: ArrayLike, colors: ArrayLike) -> None:
-        """Move and recolour all markers: (count, 3) world positions, (count, 4) RGBA in [0, 1]."""
-        pos, col = _check_update(positions, colors, self.count)
+    def update(self, positions: ArrayLike, modes: ArrayLike) -> None:
+        """Move and recolour all markers: (count, 3) world positions, (count,) mode codes."""
+        pos, m = check_push(positions, modes, self.count, len(self._lut))
         if self.count == 0:
             return
         v = vertex_view(self._vdata)
         v["position"] = pos
-        v["color"] = colors_to_uint8(col)
+        v["color"] = self._lut[m]
         self.mesh_updates += 1
-
-    def positions(self) -> NDArray[np.float32]:
-        """Marker positions read back from the vertex buffer, (count, 3)."""
-        v = np.frombuffer(memoryview(self._vdata.get_array(0)), dtype=VERTEX_DTYPE)
-        return v["position"].copy()
-
-    def colors(self) -> NDArray[np.uint8]:
-        """Marker colours read back from the vertex buffer, (count, 4) uint8."""
-        v = np.frombuffer(memoryview(self._vdata.get_array(0)), dtype=VERTEX_DTYPE)
-        return v["color"].copy()
 
     def _forget(self) -> None:
         self.count = 0
@@ -129,12 +136,14 @@ class MarkerEntities(Drawable):
     def __init__(
         self,
         size: float = 8.0,
+        mode_colors: ArrayLike = MODE_COLORS,
         parent: Any = None,
         world_per_pixel: float = SPHERE_WORLD_PER_PIXEL,
     ) -> None:
         from ursina import Entity, scene
 
         self.size = check_positive("size", size)
+        self.mode_colors = np.asarray(mode_colors, dtype=np.float32)
         self.world_per_pixel = check_positive("world_per_pixel", world_per_pixel)
         self.mesh_updates = 0  # moving or recolouring an Entity rebuilds no mesh
         self.entity = Entity(parent=parent if parent is not None else scene)
@@ -165,21 +174,14 @@ class MarkerEntities(Drawable):
                 )
             )
 
-    def update(self, positions: ArrayLike, colors: ArrayLike) -> None:
+    def update(self, positions: ArrayLike, modes: ArrayLike) -> None:
         from ursina import Vec3, Vec4
 
-        pos, col = _check_update(positions, colors, self.count)
-        for sphere, p, c in zip(self.spheres, pos, col, strict=True):
+        pos, m = check_push(positions, modes, self.count, len(self.mode_colors))
+        colors = mode_marker_colors(m, self.mode_colors)
+        for sphere, p, c in zip(self.spheres, pos, colors, strict=True):
             sphere.position = Vec3(*(float(x) for x in p))
             sphere.color = Vec4(*(float(x) for x in c))
-
-    def positions(self) -> NDArray[np.float32]:
-        return np.array([tuple(s.position) for s in self.spheres], dtype=np.float32).reshape(-1, 3)
-
-    def colors(self) -> NDArray[np.uint8]:
-        return colors_to_uint8(
-            np.array([tuple(s.color) for s in self.spheres], dtype=np.float32).reshape(-1, 4)
-        )
 
     def _forget(self) -> None:
         self.spheres = []
