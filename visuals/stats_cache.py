@@ -337,12 +337,15 @@ def panel_values_from(
     fps: float | None = None,
     n_agents: int = 0,
     state: ArrayLike | None = None,
+    mode: Mode | None = None,
 ) -> dict[str, Any]:
     """The panel's values from figures already known: 0 forward passes, a few attribute reads.
 
     Q(s, a) is ``controller.last_q`` (computed by the training agent's ``select_action``), Q† is
     ``controller.q_cert``, ΔQ = Q - Q†, and the K∞ bounds are ``kappa_*_coef * |s|^2`` at
     ``state`` (the state Q was computed at, ``StepResult.state``; default ``trainer.state``).
+    ``mode`` is the step's mode (``StepResult.mode``: warm-up steps are unchecked); default the
+    training agent's last CALF mode.
     ``actor_loss`` is left out on steps without a policy update (TD3 trains the actor every
     ``policy_delay`` steps), so a panel that merges values keeps showing the last one.
     """
@@ -366,7 +369,7 @@ def panel_values_from(
         "last_reward": rewards[-1] if rewards else None,
         "success_rate": sum(recent) / len(recent) if recent else None,
         "critic_loss": losses.get("critic_loss"),
-        "mode": controller.last_mode,
+        "mode": controller.last_mode if mode is None else mode,
         "certified_rate": controller.certified_steps / total if total else None,
         "relax_rate": controller.relax_events / total if total else None,
         "fallback_rate": controller.nominal_interventions / total if total else None,
