@@ -36,6 +36,12 @@ class ForwardCounter:
 
         self._handles.append(module.register_forward_hook(hook))
 
+    def swap_tag(self, name: str) -> str:
+        """Make ``name`` the current tag and return the previous one, for the caller to put
+        back: the allocation-free form of ``tag`` for per-frame stages."""
+        previous, self._tag = self._tag, name
+        return previous
+
     @contextmanager
     def tag(self, name: str) -> Iterator[None]:
         """Count the forward calls made inside the block under ``name``."""
