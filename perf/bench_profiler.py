@@ -5,7 +5,7 @@ for the whole-frame case) per round, enabled beside disabled. The gates are ordi
 interleaved measurement (perf.gates.interleaved; per operation, the fastest round minus the bare
 loop's fastest round):
 
-* the overhead of a fully profiled frame (8 standard sections, 4 counters, begin/end_frame) is
+* the overhead of a fully profiled frame (the app's sections, 4 counters, begin/end_frame) is
   < 1 % of a 10 ms frame. It is computed directly, as the per-frame profiler cost measured in a
   tight loop (profiled frame with empty section bodies minus the same loop unprofiled) divided by
   10 ms: comparing a real 10 ms frame with and without the profiler swings by several per cent
@@ -25,9 +25,10 @@ from collections.abc import Callable
 import pytest
 
 from perf.gates import Timing, interleaved
-from perf.profiler import PerformanceProfiler
+from visuals.profiler import PerformanceProfiler
+from visuals.stages import FRAME_SECTIONS as SECTIONS
 
-SECTIONS = PerformanceProfiler.SECTIONS
+FRAME_LABEL = f"frame: {len(SECTIONS)} sections + 4 counters"
 REPS = 1000  # operations per benchmark call / per timed call (amortises the timer)
 FRAMES = 200  # frames per timed call in the frame measurements
 FRAME_MS = 10.0  # the nominal frame the overhead is expressed against
@@ -42,7 +43,7 @@ def _profiler(enabled: bool) -> PerformanceProfiler:
 
 
 def _frame(prof: PerformanceProfiler, work: Callable[[], object] | None = None) -> None:
-    """One app frame as the visual trainer profiles it: 8 sections, 3 counts and 1 gauge."""
+    """One app frame as the visual trainer profiles it: its sections, 3 counts and 1 gauge."""
     prof.begin_frame()
     for name in SECTIONS:
         with prof.section(name):
@@ -97,7 +98,7 @@ def _ops(prof: PerformanceProfiler) -> dict[str, Callable[[], None]]:
         "set_counter()": set_counter,
         "add_time()": add_time,
         "begin_frame()+end_frame()": begin_end,
-        "frame: 8 sections + 4 counters": frame,
+        FRAME_LABEL: frame,
     }
 
 
@@ -108,7 +109,7 @@ PER_CALL = {
     "set_counter()": REPS,
     "add_time()": REPS,
     "begin_frame()+end_frame()": REPS,
-    "frame: 8 sections + 4 counters": FRAMES,
+    FRAME_LABEL: FRAMES,
 }
 
 
@@ -169,7 +170,7 @@ def costs(quick: bool) -> dict[str, tuple[float, float]]:
 
 
 def test_profiled_frame_overhead_is_below_1_percent_of_a_10ms_frame(costs, quick):
-    on, _off = costs["frame: 8 sections + 4 counters"]
+    on, _off = costs[FRAME_LABEL]
     overhead_pct = on / (FRAME_MS * 1e3) * 100
     print(
         f"per-frame profiler cost {on:.2f} us = {overhead_pct:.3f} % of a {FRAME_MS:.0f} ms frame"
@@ -199,7 +200,7 @@ def test_profiled_frame_overhead_is_below_1_percent_of_a_10ms_frame(costs, quick
 
 
 def test_disabled_profiler_costs_a_small_fraction_of_the_enabled_one(costs):
-    frame_on, frame_off = costs["frame: 8 sections + 4 counters"]
+    frame_on, frame_off = costs[FRAME_LABEL]
     section_on, section_off = costs["section enter/exit"]
     print(
         f"disabled/enabled: frame {frame_off:.2f}/{frame_on:.2f} us, "

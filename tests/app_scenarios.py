@@ -12,6 +12,12 @@ from typing import Any
 import numpy as np
 
 
+def _scene_draw_calls() -> int:
+    from visuals.app import _scene_draw_calls
+
+    return _scene_draw_calls()
+
+
 def _app(out: Path, *args: str) -> Any:
     from visuals.app import VisualTrainerApp, parse_options
 
@@ -19,6 +25,12 @@ def _app(out: Path, *args: str) -> Any:
         ["--headless", "--no-progress", "--out", str(out), "--learning-starts", "64", *args]
     )
     return VisualTrainerApp(opts)
+
+
+def rows_everywhere(app: Any) -> list[int]:
+    """The number of agent rows each per-agent container holds (they must agree)."""
+    a = app.agents
+    return [len(a.env), a.policy.num_batch_agents, a.trails.num_agents, a.markers.num_agents]
 
 
 def _steps(app: Any, n: int) -> None:
@@ -30,14 +42,14 @@ def keys(out: Path) -> dict[str, Any]:
     """Add and remove agents, pause, toggle the surface: all through on_key, as a user would."""
     app = _app(out, "--agents", "5", "--frames", "1000")
     _steps(app, 5)
-    res: dict[str, Any] = {"start_agents": len(app.vis_env)}
+    res: dict[str, Any] = {"start_agents": len(app.agents)}
     app.on_key("+")
     app.on_key("+")
     _steps(app, 3)
-    res["after_add"] = [len(app.vis_env), app.policy.num_batch_agents, app.viz.trails.num_agents]
+    res["after_add"] = rows_everywhere(app)
     app.on_key("-")
     _steps(app, 3)
-    res["after_remove"] = [len(app.vis_env), app.policy.num_batch_agents, app.viz.trails.num_agents]
+    res["after_remove"] = rows_everywhere(app)
     step_before = app.trainer.global_step
     app.on_key("p")
     _steps(app, 5)
@@ -45,14 +57,14 @@ def keys(out: Path) -> dict[str, Any]:
     app.on_key("p")
     _steps(app, 2)
     res["resumed_steps"] = app.trainer.global_step - step_before
-    res["surface_visible_before"] = not app.viz.heatmap.surface.is_hidden()
+    res["surface_visible_before"] = not app.scene.heatmap.surface.is_hidden()
     app.on_key("h")
-    res["surface_visible_after_h"] = not app.viz.heatmap.surface.is_hidden()
+    res["surface_visible_after_h"] = not app.scene.heatmap.surface.is_hidden()
     app.on_key("h")
-    res["surface_visible_after_hh"] = not app.viz.heatmap.surface.is_hidden()
-    res["overlay_visible_before"] = not app.viz.heatmap.overlay.is_hidden()
+    res["surface_visible_after_hh"] = not app.scene.heatmap.surface.is_hidden()
+    res["overlay_visible_before"] = not app.scene.heatmap.overlay.is_hidden()
     app.on_key("g")
-    res["overlay_visible_after_g"] = not app.viz.heatmap.overlay.is_hidden()
+    res["overlay_visible_after_g"] = not app.scene.heatmap.overlay.is_hidden()
     app.on_key("f2")
     res["profiler_after_f2"] = app.profiler.enabled
     app.on_key("f2")
@@ -67,21 +79,21 @@ def episode_end(out: Path) -> dict[str, Any]:
     app = _app(out, "--agents", "4", "--frames", "1000")
     _steps(app, 10)
     target = 2
-    before_states = app.vis_env.states.copy()
-    before_len = [len(app.viz.trails.polyline(i)[0]) for i in range(4)]
-    app.vis_env.states[target] = [0.0, 0.0]  # inside the goal radius after one step
-    steps_before = app.vis_env.steps.copy()
+    before_states = app.agents.env.states.copy()
+    before_len = [len(app.agents.trails.polyline(i)[0]) for i in range(4)]
+    app.agents.env.states[target] = [0.0, 0.0]  # inside the goal radius after one step
+    steps_before = app.agents.env.steps.copy()
     _steps(app, 1)
-    after_len = [len(app.viz.trails.polyline(i)[0]) for i in range(4)]
+    after_len = [len(app.agents.trails.polyline(i)[0]) for i in range(4)]
     return {
         "steps_before": steps_before.tolist(),
-        "steps_after": app.vis_env.steps.tolist(),
-        "target_state_after": app.vis_env.states[target].tolist(),
+        "steps_after": app.agents.env.steps.tolist(),
+        "target_state_after": app.agents.env.states[target].tolist(),
         "target_has_cert": bool(app.controller.batch.has_cert[target]),
         "others_have_cert": [bool(app.controller.batch.has_cert[i]) for i in (0, 1, 3)],
         "trail_len_before": before_len,
         "trail_len_after": after_len,
-        "moved": np.linalg.norm(app.vis_env.states - before_states, axis=1).tolist(),
+        "moved": np.linalg.norm(app.agents.env.states - before_states, axis=1).tolist(),
     }
 
 
@@ -89,10 +101,10 @@ def draw_calls(out: Path) -> dict[str, Any]:
     """Total draw calls of the scene at N = 5 and N = 50 (same app, agents added)."""
     app = _app(out, "--agents", "5", "--frames", "1000")
     _steps(app, 5)
-    at5 = app.viz.draw_calls()
-    app.add_agent(45)
+    at5 = _scene_draw_calls()
+    app.agents.add(45)
     _steps(app, 5)
-    return {"n5": at5, "n50": app.viz.draw_calls(), "agents": len(app.vis_env)}
+    return {"n5": at5, "n50": _scene_draw_calls(), "agents": len(app.agents)}
 
 
 def eval_run(out: Path, checkpoint: str) -> dict[str, Any]:

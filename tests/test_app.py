@@ -103,8 +103,8 @@ def test_reference_run_of_150_frames_uses_the_loop_paths(tmp_path):
 def test_keys_driven_from_code_add_remove_pause_and_toggle(tmp_path):
     r = scenario("keys", tmp_path)
     assert r["start_agents"] == 5
-    assert r["after_add"] == [7, 7, 7]
-    assert r["after_remove"] == [6, 6, 6]
+    assert r["after_add"] == [7, 7, 7, 7]
+    assert r["after_remove"] == [6, 6, 6, 6]
     assert r["paused_steps"] == 0
     assert r["resumed_steps"] == 2
     assert r["surface_visible_before"] and not r["surface_visible_after_h"]

@@ -1,22 +1,23 @@
 """``calf-train``: watch CALF learn in 3D, in a window or headless.
 
-Each frame follows the data flow in ARCHITECTURE.md: one training step, the batched visual agents
-(their own CALF modes), one batched physics step, resets of finished rows, heights from the
-critic surface, trails, the periodic surface refresh and the cached panel. One
-``VisualTrainerApp`` object holds all state; nothing happens at import.
+One frame, top to bottom (``VisualTrainerApp.frame``): the training agent's step (act, env step,
+replay, one TD3 update) -> the visual agents' step (one batched policy call, physics, heights,
+trails and markers) -> drawing (the training agent, the certificate timeline, the periodic
+surface refresh, outputs) -> the panel -> the probe. docs/ARCHITECTURE.md follows the same data
+through the frame. One ``VisualTrainerApp`` object holds all state; nothing happens at import.
 """
 
 from __future__ import annotations
 
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from calf.trainer import StepResult
 from visuals.options import AppOptions, UsageError, parse_options
-from visuals.stats_cache import panel_values_from
 
 __all__ = ["VisualTrainerApp", "main", "parse_options"]
 
@@ -27,21 +28,80 @@ class VisualTrainerApp:
     def __init__(self, opts: AppOptions) -> None:
         import torch
 
-        from calf.batch_policy import ActorOnly, PerAgentLoop
-        from calf.checkpoint import CheckpointError
         from calf.envs import PointMassBatch, PointMassParams
-        from calf.trainer import AgentTrainer, TrainerConfig, make_controller
-        from perf.profiler import PerformanceProfiler
+        from visuals.agents import VisualAgents
         from visuals.config import preset
+        from visuals.frame_clock import FrameClock
+        from visuals.heatmap import CriticHeatmap
+        from visuals.panel import FpsCounter
+        from visuals.probe import Probe
+        from visuals.profiler import PerformanceProfiler
+        from visuals.scene import Scene
+        from visuals.stages import FRAME_SECTIONS, build_stages
+        from visuals.work_meter import WorkMeter
 
         self.opts = opts
-        self.cfg = preset(opts.preset)
+        self.cfg = cfg = preset(opts.preset)
         if opts.device == "cuda" and not torch.cuda.is_available():
             raise UsageError("--device cuda: CUDA is not available on this machine")
         torch.set_num_threads(opts.torch_threads)
-
-        # ---- learning side (calf/)
         self.learning = opts.eval is None
+        self.trainer = self._training_agent()
+        self.controller = controller = self.trainer.controller
+
+        self.profiler = PerformanceProfiler(sections=FRAME_SECTIONS)
+        self.clock = FrameClock(self.profiler)
+        self._open_window()
+        self.meter = WorkMeter(self.profiler, controller.td3.forward_counter, _scene_draw_calls)
+        heatmap = CriticHeatmap(
+            controller.td3,
+            grid_size=cfg.grid_size,
+            x_range=cfg.x_range,
+            v_range=cfg.v_range,
+            height_scale=cfg.height_scale,
+            update_frequency=cfg.heatmap_update_every,
+        )
+        self.scene = Scene(cfg, heatmap)
+        n_agents = cfg.n_agents if opts.agents is None else opts.agents
+        self.stages = build_stages(
+            cfg, controller, heatmap, opts.algo, opts.reference, self.scene.world, n_agents
+        )
+        # Visual agents that leave the drawn plane start over, like those that finish.
+        edge = max(map(abs, (*cfg.x_range, *cfg.v_range)))
+        env = PointMassBatch(
+            n_agents,
+            PointMassParams(max_steps=cfg.agent_max_steps, boundary=edge),
+            rng=np.random.default_rng(opts.seed + 1),
+        )
+        s = self.stages
+        self.agents = VisualAgents(env, s.policy, s.trails, s.markers, heatmap.mapping)
+        self.initial_agents = n_agents
+        self.fps_counter = FpsCounter()
+        self.meter.watch(
+            layers={"trails": s.trails, "markers": s.markers, **self.scene.layers()},
+            texts={"panel": s.panel.text, "fps": self.fps_counter.text},
+        )
+        self._setup_camera()
+
+        self.paused = False
+        self.frame_index = 0
+        self.last_step: StepResult | None = None
+        self._last_plot_episode = 0
+        self._last_ckpt_episode = 0
+        self._profile_line: str | None = None
+        self._surface_on = self._overlay_on = True
+        self.out = opts.out
+        self._done = False
+        self.probe = Probe(opts.probe, opts.seed)
+        self.probe.start(self)
+        self.meter.start()  # what set-up and prefill did is no frame's work
+
+    def _training_agent(self) -> Any:
+        from calf.checkpoint import CheckpointError
+        from calf.envs import PointMassParams
+        from calf.trainer import AgentTrainer, TrainerConfig, make_controller
+
+        opts = self.opts
         tcfg = TrainerConfig(
             algo=opts.algo,
             seed=opts.seed,
@@ -59,63 +119,13 @@ class VisualTrainerApp:
                 raise UsageError(str(exc)) from None
         if opts.eval is not None:
             controller.set_relax_probability(0.0)
-        self.controller = controller
-        self.trainer = AgentTrainer(tcfg, controller)
-        for _ in range(opts.prefill):  # replay filled off-screen, so frame 1 already learns
-            self.trainer.step()
-        # The visual agents' policy: batched CALF, its per-agent loop reference, or plain TD3.
-        self.policy: Any = controller
-        if opts.algo == "td3":
-            self.policy = ActorOnly(controller.td3)
-        elif "calf" in opts.reference:
-            self.policy = PerAgentLoop(controller)
-        n_agents = self.cfg.n_agents if opts.agents is None else opts.agents
-        self.vis_env = PointMassBatch(
-            n_agents,
-            # Visual agents that leave the drawn plane start over, like those that finish.
-            PointMassParams(
-                max_steps=self.cfg.agent_max_steps,
-                boundary=max(map(abs, (*self.cfg.x_range, *self.cfg.v_range))),
-            ),
-            rng=np.random.default_rng(opts.seed + 1),
-        )
-        self.policy.add_batch_agents(n_agents)
-
-        # ---- drawing side
-        self.profiler = PerformanceProfiler(enabled=True)
-        self._open_window()
-        from visuals.visualizer import TrainingVisualizer
-
-        self.viz = TrainingVisualizer(
-            self.cfg, controller.td3, reference=opts.reference, n_agents=n_agents
-        )
-        self._setup_camera()
-
-        self.paused = False
-        self.frame_index = 0
-        self.last_step_result: Any = None
-        self._last_plot_episode = 0
-        self._last_ckpt_episode = 0
-        self._fps_ema = 0.0
-        self._last_frame_t: float | None = None
-        self._update_done_t = 0.0
-        self._profile_line: str | None = None
-        self._mesh_updates_seen = self.viz.mesh_updates()
-        counter = controller.td3.forward_counter
-        self._forward_seen = (counter.count(), counter.count(tag="training"))
-        self._frame_open = False  # whether the profiler has an open frame to add render time to
-        self.draw_calls = self.viz.draw_calls()
-        self.out = opts.out
-        self._done = False
-        self._churn_rng = np.random.default_rng(opts.seed + 2)
-        self._initial_agents = n_agents
-        self.series: list[dict[str, float]] = []
+        return AgentTrainer(tcfg, controller)
 
     # ------------------------------------------------------------ window
     def _open_window(self) -> None:
-        from ursina import Entity, window
+        from ursina import Entity, camera, window
 
-        from visuals.offscreen import make_offscreen_app
+        from visuals.offscreen import disable_generated_shaders, make_offscreen_app
         from visuals.palette import BACKGROUND
 
         if self.opts.headless:
@@ -129,10 +139,6 @@ class VisualTrainerApp:
                 borderless=False,
                 development_mode=False,
             )
-        from ursina import camera
-
-        from visuals.offscreen import disable_generated_shaders
-
         disable_generated_shaders(camera.ui)  # also on screen: text needs no generated shader
         for name in ("fps_counter", "entity_counter", "collider_counter", "cog_button"):
             widget = getattr(window, name, None)
@@ -156,132 +162,53 @@ class VisualTrainerApp:
         self._driver = _FrameDriver(name="frame_driver")
 
     def _setup_camera(self) -> None:
-        from ursina import EditorCamera, camera
+        from visuals.camera_rig import CameraRig
 
-        self._orbit = np.array([32.0, -25.0])  # tilt, yaw in degrees
-        self._distance = 25.0
-        if self.opts.headless:
-            self.editor_camera = None
-            self._place_camera()
-        else:
-            self.editor_camera = EditorCamera(rotation=(25, -30, 0))
-            camera.z = -self._distance
-
-    def _place_camera(self) -> None:
-        from ursina import camera
-
-        tilt, yaw = np.radians(self._orbit)
-        d = self._distance
-        # Aim left of the plane's centre so the plane sits right of the panel.
-        target = np.array([-1.6, 1.9, 1.0])
-        offset = d * np.array(
-            [np.cos(tilt) * np.sin(-yaw), np.sin(tilt), -np.cos(tilt) * np.cos(yaw)]
-        )
-        camera.position = tuple(target + offset)
-        camera.look_at(tuple(target))
+        self.camera = CameraRig(self.opts.headless)
 
     # ------------------------------------------------------------- frame
     def frame(self) -> None:
-        """One frame: training step, visual agents, physics, heights, trails, surface, panel."""
-        prof = self.profiler
-        now = time.perf_counter()
-        if self._last_frame_t is not None:
-            dt = now - self._last_frame_t
-            self._fps_ema = 1.0 / dt if self._fps_ema == 0 else 0.95 * self._fps_ema + 0.05 / dt
-        if self._frame_open:
-            # Whatever the last frame spent after its update is Panda3D culling and drawing.
-            prof.add_time("render", now - self._update_done_t)
-        self._last_frame_t = now
-        prof.end_frame()  # closes the previous frame: its update and its render
-        prof.begin_frame()
-        self._frame_open = prof.enabled
+        """One frame: training step -> visual agents -> draw -> panel -> probe."""
+        self.clock.start_frame()
+        stage = self.meter.stage
         if not self.paused:
-            with prof.section("training"):
-                result = self.trainer.step()
-            self.last_step_result = result
-            self._simulate_visual_agents()
-            with prof.section("trails"):
-                self.viz.draw_training_agent(result.state, result.mode, result.episode_ended)
-                self.viz.push_timeline(self.controller.q_cert, result.mode)
-            with prof.section("heatmap"):
-                self.viz.refresh_surface(self.trainer.global_step)
-            with prof.section("outputs"):  # a reward plot or checkpoint every few episodes
-                self._write_outputs_on_episode_end(result)
-        with prof.section("ui"):
-            self._update_panel()
+            with stage("training"):
+                self.last_step = step = self.trainer.step()
+            self.agents.step(self.stages.heights, stage)
+            with stage("trails"):
+                self.scene.draw_training_agent(step.state, step.mode, step.episode_ended)
+                self.scene.push_timeline(self.controller.q_cert, step.mode)
+            with stage("heatmap"):
+                self.scene.refresh_surface(self.trainer.global_step)
+            with stage("outputs"):  # a reward plot or checkpoint every few episodes
+                self._write_outputs_on_episode_end(step)
+        with stage("ui"):
+            self._show_panel()
         self.frame_index += 1
-        if self.opts.churn_every and self.frame_index % self.opts.churn_every == 0:
-            with prof.section("churn"):
-                self._churn()
-        self._count_frame()
-        if self.opts.series_every and self.frame_index % self.opts.series_every == 0:
-            with prof.section("soak_sample"):
-                self._sample_series()
-        if self.frame_index == self.opts.warmup:
-            self.reset_profiler()
-        if self._should_stop():
-            self._done = True
-        self._update_done_t = time.perf_counter()
+        self.meter.end_frame()
+        self.probe.after_frame(self)
+        self._done = self._should_stop()
+        self.clock.update_done()
 
-    def _churn(self) -> None:
-        """Soak runs: add or remove a few agents, staying within [n0 / 2, 2 n0]."""
-        n, n0 = len(self.vis_env), max(self._initial_agents, 2)
-        k = int(self._churn_rng.integers(1, 4))
-        grow = self._churn_rng.random() < 0.5
-        if grow and n + k <= 2 * n0 or n - k < n0 // 2:
-            self.add_agent(k)
-        else:
-            self.remove_agent(k)
+    def _show_panel(self) -> None:
+        from visuals.stats_cache import panel_values_from
 
-    def _sample_series(self) -> None:
-        import psutil
-        from ursina import camera, scene
-
-        from visuals.scene_stats import count_nodes
-
-        self.series.append(
-            {
-                "frame": self.frame_index,
-                "rss_mb": psutil.Process().memory_info().rss / 2**20,
-                "nodes": count_nodes(scene) + count_nodes(camera.ui),
-                "agents": len(self.vis_env),
-            }
-        )
-
-    def _simulate_visual_agents(self) -> None:
-        prof = self.profiler
-        states = self.vis_env.states
-        with prof.section("policy"):
-            actions, codes = self.policy.select_action_batch_codes(states)
-        with prof.section("physics"):
-            next_states, _, done = self.vis_env.step(actions)
-        with prof.section("heights"):
-            heights = self.viz.heights(next_states)
-        with prof.section("trails"):
-            self.viz.draw_agents(next_states, heights, codes)
-            if done.any():
-                finished = np.flatnonzero(done)
-                self.vis_env.reset_rows(finished)
-                self.policy.reset_batch_agents(finished)
-                self.viz.clear_trails(finished)
-
-    def _update_panel(self) -> None:
         # The panel shows the step just taken: Q(s, a) and the K-infinity bounds at its state.
-        r = self.last_step_result
-        state = self.trainer.state if r is None else r.state
-        action = np.zeros(1) if r is None else r.action
+        step = self.last_step
+        state = self.trainer.state if step is None else step.state
+        action = np.zeros(1) if step is None else step.action
         values = panel_values_from(
             self.controller,
             self.trainer,
-            heatmap=self.viz.heatmap,
+            heatmap=self.scene.heatmap,
             profiler_line=self._profiler_line(),
-            fps=self._fps_ema,
-            n_agents=len(self.vis_env),
+            fps=self.clock.fps,
+            n_agents=len(self.agents),
             state=state,
+            mode=None if step is None else step.mode,
         )
-        self.viz.update_stats_display(values, state, action)
-        if self.frame_index % 30 == 0:
-            self.viz.set_fps(self._fps_ema)
+        self.stages.panel.show(values, state, action)
+        self.fps_counter.show(self.clock.fps, self.frame_index)
 
     def _profiler_line(self) -> str | None:
         """A short profiler summary for the panel, rebuilt every 60 frames (reading the
@@ -299,34 +226,15 @@ class VisualTrainerApp:
             )
         return self._profile_line
 
-    def _count_frame(self) -> None:
-        """Per-frame counts: forward passes (visualisation vs training), vertex-buffer writes,
-        draw calls."""
-        prof = self.profiler
-        counter = self.controller.td3.forward_counter
-        total, training = counter.count(), counter.count(tag="training")
-        prof.count(
-            "vis_forward_passes",
-            (total - training) - (self._forward_seen[0] - self._forward_seen[1]),
-        )
-        prof.count("train_forward_passes", training - self._forward_seen[1])
-        self._forward_seen = (total, training)
-        mesh = self.viz.mesh_updates()
-        prof.count("mesh_updates", mesh - self._mesh_updates_seen)
-        self._mesh_updates_seen = mesh
-        if self.frame_index % 60 == 1:  # from the first frame on; walking the graph is not free
-            self.draw_calls = self.viz.draw_calls()
-        prof.set_counter("draw_calls", self.draw_calls)
-
     def _should_stop(self) -> bool:
         o = self.opts
         if o.frames is not None and self.frame_index >= o.frames:
             return True
         return o.episodes is not None and self.trainer.episode >= o.episodes
 
-    def _write_outputs_on_episode_end(self, result: Any) -> None:
+    def _write_outputs_on_episode_end(self, step: StepResult) -> None:
         """The reward plot every few episodes and a checkpoint every K (not with --no-save)."""
-        if not (result.episode_ended and self.opts.save):
+        if not (step.episode_ended and self.opts.save):
             return
         ep = self.trainer.episode
         if ep - self._last_plot_episode >= self.opts.plot_every:
@@ -336,79 +244,9 @@ class VisualTrainerApp:
             self.save_checkpoint()
             self._last_ckpt_episode = ep
 
-    # ------------------------------------------------------------- actions
-    def toggle_pause(self) -> None:
-        self.paused = not self.paused
-
-    def add_agent(self, n: int = 1) -> None:
-        self.vis_env.add(n)
-        self.policy.add_batch_agents(n)
-        self.viz.add_agents(n)
-
-    def remove_agent(self, n: int = 1) -> None:
-        k = min(n, len(self.vis_env))
-        if k == 0:
-            return
-        rows = np.arange(len(self.vis_env) - k, len(self.vis_env))
-        self.vis_env.remove(rows)
-        self.policy.remove_batch_agents(rows)
-        self.viz.remove_agents(rows)
-
-    def toggle_surface(self) -> None:
-        self._surface_on = not getattr(self, "_surface_on", True)
-        self.viz.set_surface_visible(self._surface_on)
-
-    def toggle_overlay(self) -> None:
-        self._overlay_on = not getattr(self, "_overlay_on", True)
-        self.viz.set_overlay_visible(self._overlay_on)
-
-    def run_info(self) -> dict[str, Any]:
-        o = self.opts
-        return {
-            "agents": len(self.vis_env),
-            "mode": "reference" if o.reference else "optimized",
-            "reference": sorted(o.reference),
-            "algo": o.algo,
-            "preset": o.preset,
-            "size": list(o.size),
-            "warmup": o.warmup,
-            "frames_total": self.frame_index,
-            "series": self.series,
-        }
-
-    def export_profile(self, path: Path | None = None) -> Path:
-        """The profiler's JSON plus this run's settings (F1, and --profile at exit)."""
-        target = Path(path or self.opts.profile or self.out / "profile.json")
-        self.profiler.to_json(target, extra={"run": self.run_info()})
-        return target
-
-    def toggle_profiler(self) -> None:
-        self.profiler.enabled = not self.profiler.enabled
-        self._frame_open = False
-
-    def reset_profiler(self) -> None:
-        self.profiler.reset()
-        self._frame_open = False
-
-    def orbit(self, d_tilt: float, d_yaw: float) -> None:
-        self._orbit += (d_tilt, d_yaw)
-        self._orbit[0] = float(np.clip(self._orbit[0], 5.0, 85.0))
-        if self.editor_camera is not None:
-            self.editor_camera.rotation = (self._orbit[0], self._orbit[1], 0)
-        else:
-            self._place_camera()
-
-    def zoom(self, factor: float) -> None:
-        self._distance = float(np.clip(self._distance * factor, 4.0, 60.0))
-        if self.editor_camera is not None:
-            from ursina import camera
-
-            camera.z = -self._distance
-        else:
-            self._place_camera()
-
+    # ------------------------------------------------------------- keys
     def on_key(self, key: str) -> None:
-        actions = {
+        actions: dict[str, Callable[[], object]] = {
             "p": self.toggle_pause,
             "+": self.add_agent,
             "=": self.add_agent,
@@ -420,18 +258,64 @@ class VisualTrainerApp:
             "f1": self.export_profile,
             "f2": self.toggle_profiler,
             "f3": self.reset_profiler,
-            "left arrow": lambda: self.orbit(0, -5),
-            "right arrow": lambda: self.orbit(0, 5),
-            "up arrow": lambda: self.orbit(5, 0),
-            "down arrow": lambda: self.orbit(-5, 0),
-            "q": lambda: self.zoom(0.9),
-            "e": lambda: self.zoom(1.1),
+            "left arrow": lambda: self.camera.orbit(0, -5),
+            "right arrow": lambda: self.camera.orbit(0, 5),
+            "up arrow": lambda: self.camera.orbit(5, 0),
+            "down arrow": lambda: self.camera.orbit(-5, 0),
+            "q": lambda: self.camera.zoom(0.9),
+            "e": lambda: self.camera.zoom(1.1),
         }
         action = actions.get(key)
         if action is not None:
             action()
 
+    def toggle_pause(self) -> None:
+        self.paused = not self.paused
+
+    def add_agent(self) -> None:
+        self.agents.add(1)
+
+    def remove_agent(self) -> None:
+        n = len(self.agents)
+        if n:
+            self.agents.remove([n - 1])
+
+    def toggle_surface(self) -> None:
+        self._surface_on = not self._surface_on
+        self.scene.set_surface_visible(self._surface_on)
+
+    def toggle_overlay(self) -> None:
+        self._overlay_on = not self._overlay_on
+        self.scene.set_overlay_visible(self._overlay_on)
+
+    def toggle_profiler(self) -> None:
+        self.profiler.enabled = not self.profiler.enabled
+        self.clock.forget_open_frame()
+
+    def reset_profiler(self) -> None:
+        self.profiler.reset()
+        self.clock.forget_open_frame()
+
     # ------------------------------------------------------------- outputs
+    def run_info(self) -> dict[str, Any]:
+        o = self.opts
+        return {
+            "agents": len(self.agents),
+            "mode": "reference" if o.reference else "optimized",
+            "reference": sorted(o.reference),
+            "algo": o.algo,
+            "preset": o.preset,
+            "size": list(o.size),
+            "frames_total": self.frame_index,
+        }
+
+    def export_profile(self, path: Path | None = None) -> Path:
+        """The profiler's JSON plus this run's settings and the probe's records (F1, and
+        --profile at exit)."""
+        target = Path(path or self.opts.profile or self.out / "profile.json")
+        extra = {"run": self.run_info(), "probe": self.probe.report()}
+        return self.profiler.to_json(target, extra=extra)
+
     def save_reward_plot(self) -> Path:
         from visuals.outputs import save_reward_plot
 
@@ -448,7 +332,6 @@ class VisualTrainerApp:
 
     def summary(self) -> dict[str, Any]:
         stats = self.controller.get_statistics()
-        frame = self.profiler.frame_stats()
         rewards = self.trainer.episode_rewards
         return {
             "frames": self.frame_index,
@@ -460,8 +343,8 @@ class VisualTrainerApp:
             "relax_rate": stats["relax_rate"],
             "fallback_rate": stats["fallback_rate"],
             "P_relax": stats["P_relax"],
-            "agents": len(self.vis_env),
-            "fps": frame.get("fps"),
+            "agents": len(self.agents),
+            "fps": self.profiler.frame_stats().get("fps"),
         }
 
     def finish(self) -> dict[str, Any]:
@@ -506,6 +389,15 @@ class VisualTrainerApp:
         except SystemExit:
             pass
         return self.finish()
+
+
+def _scene_draw_calls() -> int:
+    """Geoms the renderer draws this frame: the 3D scene plus the UI."""
+    from ursina import camera, scene
+
+    from visuals.scene_stats import count_draw_calls
+
+    return count_draw_calls(scene) + count_draw_calls(camera.ui)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from visuals.probe import ProbeConfig
+
+# The loop-reference paths --reference accepts (visuals.stages builds them).
 REFERENCE_PATHS = ("calf", "interp", "stats", "trails")
 KEYS_HELP = (
     "P pause | + / - add or remove an agent | H surface | G overlay | "
@@ -34,21 +37,18 @@ class AppOptions:
     eval: Path | None = None
     headless: bool = False
     frames: int | None = None  # stop after this many frames
-    warmup: int = 0  # frames excluded from the profile (perf runs)
     size: tuple[int, int] = (1280, 720)
     screenshot: Path | None = None
     profile: Path | None = None
     reference: frozenset[str] = field(default_factory=frozenset)
     out: Path = Path("runs/latest")
     learning_starts: int = 300  # random steps before CALF acts and TD3 learns
-    prefill: int = 0  # random training steps taken before the first frame
     checkpoint_every: int = 10  # episodes
     plot_every: int = 5  # episodes
     torch_threads: int = 1
     progress: bool = True
     save: bool = True  # reward plot, checkpoint and screenshot at exit
-    churn_every: int = 0  # perf soak: add or remove agents every k frames
-    series_every: int = 0  # perf soak: sample RSS and scene-node count every k frames
+    probe: ProbeConfig = field(default_factory=ProbeConfig)  # perf runs only
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -74,6 +74,13 @@ def _references(text: str) -> frozenset[str]:
             f"{','.join(REFERENCE_PATHS)} or all"
         )
     return frozenset(names)
+
+
+def _probe(text: str) -> ProbeConfig:
+    try:
+        return ProbeConfig.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive(text: str) -> int:
@@ -114,7 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", type=Path, metavar="PATH", help="run a checkpoint, no learning")
     p.add_argument("--headless", action="store_true", help="render offscreen (auto: no display)")
     p.add_argument("--frames", type=_positive, help="stop after N frames")
-    p.add_argument("--warmup", type=_non_negative, default=0, help="frames left out of --profile")
     p.add_argument("--size", type=_size, default=None, metavar="WxH")
     p.add_argument("--screenshot", type=Path, metavar="PATH", help="PNG of the last frame")
     p.add_argument("--profile", type=Path, metavar="PATH", help="profiler JSON at exit")
@@ -129,30 +135,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--learning-starts", type=_non_negative, default=300, help="random steps before learning"
     )
-    p.add_argument(
-        "--prefill",
-        type=_non_negative,
-        default=0,
-        metavar="STEPS",
-        help="random training steps before the first frame (perf runs: learn from frame 1)",
-    )
     p.add_argument("--checkpoint-every", type=_positive, default=10, metavar="EPISODES")
     p.add_argument("--torch-threads", type=_positive, default=1)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-save", action="store_true", help="write no plot/checkpoint/screenshot")
     p.add_argument(
-        "--churn",
-        type=_non_negative,
-        default=0,
-        metavar="FRAMES",
-        help="perf soak: add or remove agents every FRAMES frames",
-    )
-    p.add_argument(
-        "--series-every",
-        type=_non_negative,
-        default=0,
-        metavar="FRAMES",
-        help="perf soak: record RSS and scene nodes every FRAMES frames",
+        "--probe",
+        type=_probe,
+        default=ProbeConfig(),
+        metavar="K=V,...",
+        help="perf instrumentation (calf-perf sets it): warmup, prefill, churn, series, work, "
+        "inject=STAGE:MS",
     )
     return p
 
@@ -189,18 +182,15 @@ def parse_options(argv: list[str] | None = None) -> AppOptions:
         eval=a.eval,
         headless=headless,
         frames=frames,
-        warmup=a.warmup,
         size=size,
         screenshot=a.screenshot or (out / "screenshot.png" if headless and not a.no_save else None),
         profile=a.profile,
         reference=a.reference,
         out=out,
         learning_starts=a.learning_starts,
-        prefill=a.prefill,
         checkpoint_every=a.checkpoint_every,
         torch_threads=a.torch_threads,
         progress=not a.no_progress,
         save=not a.no_save,
-        churn_every=a.churn,
-        series_every=a.series_every,
+        probe=a.probe,
     )

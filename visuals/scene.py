@@ -1,34 +1,26 @@
-"""TrainingVisualizer: the 3D scene of the visual trainer, and the drawing half of each frame.
+"""The fixed part of the 3D scene and the training agent's drawing.
 
-It owns everything drawn (floor, critic surface, agents, trails, timeline, panel) and nothing that
-learns. Each optimisation has its loop reference selectable through ``reference``:
-
-- ``interp``: heights by a per-state Python loop instead of vectorised interpolation;
-- ``stats``: the panel re-queries the critic and rebuilds its text every frame;
-- ``trails``: one ``LineTrail`` per agent (one entity per mode segment) and one sphere per agent.
-
-(``calf``, the per-agent policy loop, is chosen by the app: it is not drawing.)
+``Scene`` builds the floor, the axes, the critic surface (``CriticHeatmap``), the goal and the
+Q-certificate timeline once, and each frame draws the training agent (its marker and trail), one
+timeline point and, every K training steps, the refreshed surface. The visual agents' trails and
+markers belong to ``VisualAgents``; the panel to the panel stage (see ``visuals.stages``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
-from ursina import Entity, Mesh, Text, camera, color, scene
+from numpy.typing import ArrayLike
+from ursina import Entity, Mesh, Text, color
 
 from calf.modes import Mode
 from visuals.config import VisualConfig
-from visuals.coords import PlaneMapping
 from visuals.heatmap import CriticHeatmap
-from visuals.markers import BatchedMarkers, MarkerEntities, mode_marker_colors
 from visuals.offscreen import disable_generated_shaders
 from visuals.palette import GOAL_COLOR, TRAINING_AGENT_UNCHECKED
-from visuals.scene_stats import count_draw_calls
-from visuals.stats_cache import ReferenceStatsPanel, StatsCache
-from visuals.trails import TRAINING_MODE_COLORS, BatchedTrailRenderer, LineTrailGroup
+from visuals.trails import TRAINING_MODE_COLORS, BatchedTrailRenderer
 
 FLOOR_Y = -0.05  # below the surface's lowest point (height 0)
 TIMELINE_GAP = 1.5  # world units between the plane's far edge and the timeline
@@ -42,59 +34,21 @@ def _rgba(c: Iterable[float]) -> Any:
     return color.rgba(*c)
 
 
-class TrainingVisualizer:
-    """Builds the scene once; per frame it is told states, heights and modes and draws them."""
+class Scene:
+    """The scene built once: floor, surface, goal, timeline, the training agent's marker and
+    trail. ``world`` is the root every drawn layer hangs under."""
 
-    def __init__(
-        self,
-        cfg: VisualConfig,
-        td3: Any,
-        reference: Iterable[str] = (),
-        n_agents: int = 0,
-    ) -> None:
+    def __init__(self, cfg: VisualConfig, heatmap: CriticHeatmap) -> None:
         self.cfg = cfg
-        self.reference = frozenset(reference)
-        self.mapping = PlaneMapping(cfg.x_range, cfg.v_range)
+        self.heatmap = heatmap
+        self.mapping = heatmap.mapping
         # The timeline's baseline sits above the surface's highest point, so it is never hidden.
         self._timeline_base = cfg.height_scale + 0.3
         self.world = Entity(name="world")
-
-        self.heatmap = CriticHeatmap(
-            td3,
-            grid_size=cfg.grid_size,
-            x_range=cfg.x_range,
-            v_range=cfg.v_range,
-            height_scale=cfg.height_scale,
-            update_frequency=cfg.heatmap_update_every,
-            mapping=self.mapping,
-        )
-        self.heatmap.maybe_refresh(0)  # the first grid, and the step the next refresh counts from
-        self.heatmap.draw(parent=self.world)
+        heatmap.maybe_refresh(0)  # the first grid, and the step the next refresh counts from
+        heatmap.draw(parent=self.world)
         self._build_floor()
 
-        if "trails" in self.reference:
-            self.trails: Any = LineTrailGroup(
-                max_points=cfg.trail_points,
-                decimation=cfg.trail_decimation,
-                thickness=cfg.trail_thickness,
-                parent=self.world,
-            )
-            self.markers: Any = MarkerEntities(size=cfg.marker_size, parent=self.world)
-        else:
-            self.trails = BatchedTrailRenderer(
-                max_agents=max(n_agents, 1),
-                max_points=cfg.trail_points,
-                decimation=cfg.trail_decimation,
-                thickness=cfg.trail_thickness,
-                parent=self.world,
-            )
-            self.markers = BatchedMarkers(
-                max_agents=max(n_agents, 1), size=cfg.marker_size, parent=self.world
-            )
-        self.add_agents(n_agents)
-
-        # The training agent: its own marker, trail and the certificate timeline.
-        # The training agent's colour per mode: the same table its trail uses.
         self._training_colors = {m: _rgba(_TRAINING_COLORS[m]) for m in Mode}
         self._agent_mode = Mode.UNCHECKED
         self.agent_entity = Entity(
@@ -118,21 +72,6 @@ class TrainingVisualizer:
         self._timeline_step = 0
         self.goal = Entity(parent=self.world, model="sphere", scale=0.22, color=_rgba(GOAL_COLOR))
         self._place_goal()
-
-        # The panel and the FPS counter.
-        self.panel = Text(
-            "",
-            parent=camera.ui,
-            position=(-0.87, 0.48),
-            scale=0.75,
-            origin=(-0.5, 0.5),
-        )
-        self.fps_text = Text(
-            "", parent=camera.ui, position=(0.86, 0.48), origin=(0.5, 0.5), scale=0.9
-        )
-        self.stats_cache = StatsCache(periods=cfg.stats_periods)
-        self.reference_panel = ReferenceStatsPanel(td3) if "stats" in self.reference else None
-        self._panel_version = -1
 
     # ----------------------------------------------------------------- scene
     def _build_floor(self) -> None:
@@ -184,21 +123,10 @@ class TrainingVisualizer:
         return label
 
     def _place_goal(self) -> None:
-        h = self.heatmap.get_q_value_for_states_batch(np.zeros((1, 2)))
+        h = self.heatmap.heights(np.zeros((1, 2)))
         self.goal.position = tuple(self.mapping.to_world(np.zeros((1, 2)), h)[0])
 
     # ---------------------------------------------------------- per frame
-    def heights(self, states: ArrayLike) -> NDArray[np.float64]:
-        """Surface heights under the states: vectorised, or the per-state loop reference."""
-        if "interp" in self.reference:
-            return self.heatmap.get_heights_loop(states)
-        return self.heatmap.get_q_value_for_states_batch(states)
-
-    def draw_agents(self, states: ArrayLike, heights: ArrayLike, codes: NDArray[np.int8]) -> None:
-        """One new trail point per visual agent, and the markers at the heads."""
-        positions = self.mapping.to_world(states, heights)
-        self.trails.push(positions, codes)
-        self.markers.update(positions, mode_marker_colors(codes))
 
     def draw_training_agent(
         self, state: ArrayLike, mode: Mode, episode_ended: bool = False
@@ -206,7 +134,7 @@ class TrainingVisualizer:
         """The training agent's marker and trail; a new episode starts a new trail (no line
         from where the last one ended to the new start)."""
         s = np.asarray(state, dtype=np.float64).reshape(1, 2)
-        pos = self.mapping.to_world(s, self.heights(s))
+        pos = self.mapping.to_world(s, self.heatmap.heights(s))
         self.agent_entity.position = tuple(pos[0])
         if mode != self._agent_mode:  # assigning a colour is not free; modes change rarely
             self._agent_mode = mode
@@ -239,40 +167,6 @@ class TrainingVisualizer:
             return True
         return False
 
-    def update_stats_display(
-        self,
-        values: Mapping[str, Any],
-        state: ArrayLike | None = None,
-        action: ArrayLike | None = None,
-    ) -> None:
-        """The panel: through the StatsCache (text assigned only when it changed), or the
-        reference path (critic query + full rebuild + assignment every frame)."""
-        if self.reference_panel is not None:
-            self.panel.text = self.reference_panel.render(values, state, action)
-            return
-        self.stats_cache.update_from(values)
-        text = self.stats_cache.render()
-        if self.stats_cache.text_version != self._panel_version:
-            self._panel_version = self.stats_cache.text_version
-            self.panel.text = text
-
-    def set_fps(self, fps: float) -> None:
-        self.fps_text.text = f"{fps:5.1f} FPS"
-
-    # ------------------------------------------------------------ agents
-    def add_agents(self, n: int) -> None:
-        if n <= 0:
-            return
-        self.trails.add_agents(n)
-        self.markers.set_count(self.trails.num_agents)
-
-    def remove_agents(self, ids: ArrayLike) -> None:
-        self.trails.remove_agents(ids)
-        self.markers.set_count(self.trails.num_agents)
-
-    def clear_trails(self, ids: ArrayLike) -> None:
-        self.trails.clear(ids)
-
     # ------------------------------------------------------------ toggles
     def set_surface_visible(self, visible: bool) -> None:
         self.heatmap.set_surface_visible(visible)
@@ -280,12 +174,6 @@ class TrainingVisualizer:
     def set_overlay_visible(self, visible: bool) -> None:
         self.heatmap.set_overlay_visible(visible)
 
-    # ------------------------------------------------------------ counts
-    def mesh_updates(self) -> int:
-        """Vertex-buffer writes so far, over every dynamic mesh (monotone)."""
-        parts = (self.heatmap, self.trails, self.markers, self.agent_trail, self.timeline)
-        return int(sum(p.mesh_updates for p in parts))
-
-    def draw_calls(self) -> int:
-        """Geoms the renderer draws this frame: the 3D scene plus the UI."""
-        return count_draw_calls(scene) + count_draw_calls(camera.ui)
+    def layers(self) -> dict[str, Any]:
+        """The scene's dynamic meshes by name (their vertex-buffer writes are counted)."""
+        return {"surface": self.heatmap, "agent_trail": self.agent_trail, "timeline": self.timeline}

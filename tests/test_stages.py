@@ -1,0 +1,60 @@
+"""build_stages: each stage's optimised implementation, or its loop reference where named."""
+
+from __future__ import annotations
+
+import pytest
+
+from calf import CALFController, pd_nominal_policy
+from calf.batch_policy import ActorOnly, PerAgentLoop
+from visuals.config import preset
+from visuals.heatmap import CriticHeatmap, LoopHeights
+from visuals.markers import BatchedMarkers, MarkerEntities
+from visuals.panel import CachedPanel, ReferencePanel
+from visuals.stages import build_stages
+from visuals.trails import BatchedTrailRenderer, LineTrailGroup
+
+
+def stages_for(reference: frozenset[str], algo: str = "calf"):
+    ctrl = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=0)
+    heatmap = CriticHeatmap(ctrl.td3)
+    return ctrl, heatmap, build_stages(preset("low"), ctrl, heatmap, algo, reference, None, 2)
+
+
+def kinds(stages) -> tuple[type, ...]:
+    s = stages
+    return tuple(type(x) for x in (s.policy, s.heights, s.trails, s.markers, s.panel))
+
+
+def test_no_reference_gives_every_optimised_stage(ursina_app):
+    ctrl, heatmap, stages = stages_for(frozenset())
+    assert stages.policy is ctrl and stages.heights is heatmap
+    assert kinds(stages)[2:] == (BatchedTrailRenderer, BatchedMarkers, CachedPanel)
+
+
+@pytest.mark.parametrize(
+    "name, position, kind",
+    [
+        ("calf", 0, PerAgentLoop),
+        ("interp", 1, LoopHeights),
+        ("trails", 2, LineTrailGroup),
+        ("trails", 3, MarkerEntities),
+        ("stats", 4, ReferencePanel),
+    ],
+)
+def test_each_reference_name_swaps_exactly_its_stages(ursina_app, name, position, kind):
+    _, _, optimised = stages_for(frozenset())
+    _, _, swapped = stages_for(frozenset({name}))
+    assert kinds(swapped)[position] is kind
+    pairs = zip(kinds(optimised), kinds(swapped), strict=True)
+    changed = [i for i, (a, b) in enumerate(pairs) if a is not b]
+    assert position in changed and len(changed) == (2 if name == "trails" else 1)
+
+
+def test_td3_algo_acts_with_the_actor_alone(ursina_app):
+    _, _, stages = stages_for(frozenset({"calf"}), algo="td3")
+    assert isinstance(stages.policy, ActorOnly)
+
+
+def test_an_unknown_reference_name_is_refused(ursina_app):
+    with pytest.raises(ValueError, match="unknown reference"):
+        stages_for(frozenset({"warp"}))

@@ -1,0 +1,119 @@
+"""Instrumentation that perf runs switch on with one option: ``calf-train --probe k=v,...``.
+
+A user never needs it; ``calf-perf`` does. The probe runs after every frame and holds every
+perf-only knob, so the frame itself has none:
+
+- ``warmup=F``: the profiler starts recording after F frames;
+- ``prefill=S``: S random training steps before the first frame (every frame then learns);
+- ``churn=F``: every F frames add or remove 1-3 agents (soak runs), staying within [n0/2, 2 n0];
+- ``series=F``: every F frames sample RSS, scene nodes and agents (soak runs);
+- ``work=1``: keep every frame's exact work counts (forwards by stage, buffer writes by layer,
+  text layouts by text) after the warm-up, for the work budgets;
+- ``inject=STAGE:MS``: MS milliseconds of busy work added to every run of STAGE (a known,
+  behaviour-preserving slowdown, for the harness's calibration).
+
+What it records goes into the profile JSON under ``"probe"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    warmup: int = 0
+    prefill: int = 0
+    churn: int = 0
+    series: int = 0
+    work: bool = False
+    inject: tuple[str, float] | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ProbeConfig:
+        """'warmup=60,prefill=256,inject=policy:0.5' -> ProbeConfig; ValueError naming the key."""
+        known = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            key, sep, raw = item.partition("=")
+            if not sep or key not in known:
+                raise ValueError(f"unknown probe setting {item!r}; known: {sorted(known)}")
+            if key == "inject":
+                stage, colon, ms = raw.partition(":")
+                try:
+                    values[key] = (stage, float(ms))
+                except ValueError:
+                    raise ValueError(f"probe inject must be STAGE:MS, got {raw!r}") from None
+                if not colon or not stage or values[key][1] < 0:
+                    raise ValueError(f"probe inject must be STAGE:MS with MS >= 0, got {raw!r}")
+                continue
+            try:
+                number = int(raw)
+            except ValueError:
+                raise ValueError(f"probe {key} must be an integer, got {raw!r}") from None
+            if number < 0:
+                raise ValueError(f"probe {key} must be >= 0, got {number}")
+            values[key] = bool(number) if key == "work" else number
+        return cls(**values)
+
+
+class Probe:
+    """Runs after every frame of an app (``after_frame``); see the module doc."""
+
+    def __init__(self, config: ProbeConfig, seed: int = 0) -> None:
+        self.config = config
+        self._churn_rng = np.random.default_rng(seed + 2)
+        self.series: list[dict[str, float]] = []
+        self.work: list[dict[str, float]] = []
+
+    def start(self, app: Any) -> None:
+        """Before the first frame: prefill the replay and set up the injected work."""
+        for _ in range(self.config.prefill):
+            app.trainer.step()
+        if self.config.inject is not None:
+            app.meter.inject(*self.config.inject)
+
+    def after_frame(self, app: Any) -> None:
+        cfg, i = self.config, app.frame_index
+        if cfg.work and i > cfg.warmup:
+            self.work.append({"frame": i, **app.meter.last})
+        if cfg.churn and i % cfg.churn == 0:
+            with app.meter.stage("churn"):
+                self._churn(app)
+        if cfg.series and i % cfg.series == 0:
+            with app.meter.stage("series"):
+                self._sample(app)
+        if i == cfg.warmup and i > 0:
+            app.reset_profiler()
+
+    def _churn(self, app: Any) -> None:
+        agents, n0 = app.agents, max(app.initial_agents, 2)
+        n = len(agents)
+        k = int(self._churn_rng.integers(1, 4))
+        grow = self._churn_rng.random() < 0.5
+        if grow and n + k <= 2 * n0 or n - k < n0 // 2:
+            agents.add(k)
+        else:
+            agents.remove(np.arange(n - k, n))
+
+    def _sample(self, app: Any) -> None:
+        import psutil
+        from ursina import camera, scene
+
+        from visuals.scene_stats import count_nodes
+
+        self.series.append(
+            {
+                "frame": app.frame_index,
+                "rss_mb": psutil.Process().memory_info().rss / 2**20,
+                "nodes": count_nodes(scene) + count_nodes(camera.ui),
+                "agents": len(app.agents),
+            }
+        )
+
+    def report(self) -> dict[str, Any]:
+        """What the probe recorded, for the profile JSON."""
+        return {"config": self.config.__dict__, "series": self.series, "work": self.work}
