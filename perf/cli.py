@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from calf.atomic import atomic_write
 from perf.compare import (
     format_table,
     format_targets,
@@ -27,7 +28,6 @@ from perf.compare import (
     stage4_targets,
     summarize,
 )
-from perf.profiler import atomic_write_text
 from perf.runner import MODES, RunError, RunSpec, run_once
 from perf.soak import soak_findings, soak_targets
 
@@ -41,7 +41,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, lambda fh: json.dump(data, fh, indent=2))
+    atomic_write(path, lambda fh: json.dump(data, fh, indent=2))
 
 
 def _progress(record: dict[str, Any]) -> None:
@@ -104,16 +104,16 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
 
 def cmd_soak(a: argparse.Namespace) -> int:
-    extra = ["--series-every", str(a.sample_every)]
+    probe = [f"series={a.sample_every}"]
     if a.churn:
-        extra += ["--churn", str(a.churn_every)]
+        probe.append(f"churn={a.churn_every}")
     spec = RunSpec(
         a.agents,
         frames=a.frames,
         warmup=a.warmup,
         mode="optimized",
         size=a.size,
-        extra=tuple(extra),
+        probe=tuple(probe),
         timeout_s=a.timeout,
     )
     print(f"soak: N={a.agents}, {a.frames} frames, churn={'on' if a.churn else 'off'}")

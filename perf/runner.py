@@ -56,6 +56,7 @@ class RunSpec:
     size: tuple[int, int] = (640, 360)
     preset: str = "medium"
     seed: int = 0
+    probe: tuple[str, ...] = ()  # further probe settings ("churn=25", "series=250", ...)
     extra: tuple[str, ...] = ()
     timeout_s: float = 600.0
 
@@ -75,11 +76,11 @@ class RunSpec:
             "--preset", self.preset,
             "--agents", str(self.agents),
             "--frames", str(self.warmup + self.frames),
-            "--warmup", str(self.warmup),
             "--size", f"{w}x{h}",
             "--seed", str(self.seed),
             # Fill the replay before the first frame so every frame carries a real TD3 update.
-            "--learning-starts", "256", "--prefill", "256",
+            "--learning-starts", "256",
+            "--probe", ",".join((f"warmup={self.warmup}", "prefill=256", *self.probe)),
             "--reference", "all" if self.mode == "reference" else "none",
             "--profile", str(profile),
             "--out", str(out),
@@ -107,7 +108,7 @@ def record_from_profile(data: dict[str, Any], spec: RunSpec) -> dict[str, Any]:
         # Mean milliseconds per frame spent in each section (they add up to the update part of
         # the frame; "render" is what the frame spent outside the update).
         "sections_ms": {name: s["ms_per_frame"] for name, s in sections.items()},
-        "series": data.get("run", {}).get("series", []),
+        "series": data.get("probe", {}).get("series", []),
     }
 
 
