@@ -91,6 +91,7 @@ standard deviation lets outliers inflate it, which errs on the side of promising
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -218,20 +219,20 @@ class _CountNull:
     symmetric on ``0..size``; exact (``cdf``) or normal with a continuity correction (``sd``)."""
 
     size: int
-    cdf: FloatArray | None
+    cdf: tuple[float, ...] | None  # a tuple: bisect and indexing on it beat numpy's per-call cost
     sd: float
 
     def at_most(self, c: int) -> float:
         """P(C <= c)."""
         if self.cdf is not None:
-            return 0.0 if c < 0 else float(self.cdf[min(c, self.size)])
+            return 0.0 if c < 0 else self.cdf[min(c, self.size)]
         return _NORMAL.cdf((c + 0.5 - self.size / 2) / self.sd)
 
     def rank(self, alpha: float) -> int:
         """The largest k with P(C <= k - 1) <= alpha (0 when none): the k-th smallest
         elementary estimate is a lower confidence bound at one-sided level alpha."""
         if self.cdf is not None:
-            return int(np.searchsorted(self.cdf, alpha * (1 + _RELATIVE_TOL), side="right"))
+            return bisect.bisect_right(self.cdf, alpha * (1 + _RELATIVE_TOL))
         z = _NORMAL.inv_cdf(min(max(alpha, 1e-300), 0.5))
         return int(min(max(math.floor(self.size / 2 + 0.5 + self.sd * z), 0), self.size))
 
@@ -240,7 +241,8 @@ class _CountNull:
 def _signed_rank_null(n: int) -> _CountNull:
     size = n * (n + 1) // 2
     if n <= EXACT_MAX_N:
-        return _CountNull(size, _frozen(np.cumsum(_signed_rank_pmf(tuple(range(1, n + 1))))), 0.0)
+        cdf = np.cumsum(_signed_rank_pmf(tuple(range(1, n + 1))))
+        return _CountNull(size, tuple(cdf.tolist()), 0.0)
     return _CountNull(size, None, math.sqrt(n * (n + 1) * (2 * n + 1) / 24))
 
 
@@ -250,7 +252,7 @@ def _rank_sum_null(m: int, n: int) -> _CountNull:
     if m + n <= EXACT_MAX_TOTAL:
         k = min(m, n)  # U of the smaller set has the same (symmetric) distribution
         pmf = _subset_sum_pmf(tuple(range(1, m + n + 1)), k)[k * (k + 1) // 2 :]
-        return _CountNull(size, _frozen(np.cumsum(pmf)), 0.0)
+        return _CountNull(size, tuple(np.cumsum(pmf).tolist()), 0.0)
     return _CountNull(size, None, math.sqrt(m * n * (m + n + 1) / 12))
 
 
