@@ -1,4 +1,5 @@
-"""The PD nominal policy on one state and on a batch, and its errors."""
+"""The PD nominal policy on one state and on a batch, its errors, and whether the configured
+one reaches the goal from every reset state."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import numpy as np
 import pytest
 
 from calf import PDPolicy, pd_nominal_policy
+from calf.config import RunConfig
+from calf.envs import step_batch
+from calf.nominal import pd_from_config
 
 
 def test_single_state_gives_one_action() -> None:
@@ -52,3 +56,40 @@ def test_gains_and_batch_flag() -> None:
 def test_bad_shapes_raise(bad) -> None:
     with pytest.raises(ValueError, match=r"expects a state \(2,\) or states \(N, 2\)"):
         pd_nominal_policy()(bad)
+
+
+def steps_to_goal(pd: PDPolicy, starts: np.ndarray, cfg: RunConfig) -> np.ndarray:
+    """Steps each start state needs to reach the goal radius under ``pd`` (-1: never within the
+    step limit, or it left the box), all rows at once."""
+    params = cfg.env.params()
+    s, steps = starts.copy(), np.full(len(starts), -1)
+    rows = np.arange(len(starts))
+    for t in range(params.max_steps):
+        s, _, hit, outside = step_batch(s, pd(s), params)
+        steps[rows[hit]] = t + 1
+        keep = ~(hit | outside)
+        rows, s = rows[keep], s[keep]
+        if rows.size == 0:
+            break
+    return steps
+
+
+def test_the_configured_nominal_reaches_the_goal_from_every_reset_state() -> None:
+    """CALF's safety rests on its fallback: from every reset state the default PD must reach
+    the goal radius within the step limit. 4000 seeded reset states plus the box's corners
+    (measured: 100 %, mean 363 steps, worst 489 of 1000)."""
+    cfg = RunConfig()
+    r = cfg.env.init_range
+    corners = np.array([[a, b] for a in (-r, r) for b in (-r, r)])
+    starts = np.concatenate([np.random.default_rng(7).uniform(-r, r, (4000, 2)), corners])
+    steps = steps_to_goal(pd_from_config(cfg), starts, cfg)
+    assert (steps > 0).all(), f"{(steps < 0).sum()} of {len(starts)} reset states never arrive"
+    assert steps.max() <= 0.6 * cfg.env.max_steps  # with a margin, not just within the limit
+
+
+def test_the_historical_gains_reach_the_goal_from_few_reset_states() -> None:
+    """Why the defaults moved: kp 2, kd 0.4 (damping ratio 0.14) rings around the goal."""
+    cfg = RunConfig()
+    starts = np.random.default_rng(7).uniform(-4, 4, (1000, 2))
+    steps = steps_to_goal(pd_nominal_policy(), starts, cfg)
+    assert (steps > 0).mean() < 0.25
