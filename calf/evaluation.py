@@ -1,0 +1,240 @@
+"""The evaluation protocol: E seeded rollouts of three policies from the same start states.
+
+- ``calf``: CALF as deployed: no exploration noise, P_relax = 0, so every step is either the
+  certified actor action or the nominal fallback. A fresh ``CALFController`` shares the trained
+  networks (``td3=``) and acts through its batch agents, so the training agent's certificate,
+  P_relax and random streams are never touched.
+- ``actor``: the actor alone (``ActorOnly``), no certificate, no fallback.
+- ``nominal``: the nominal PD policy alone (the same for every evaluation: computed once).
+
+Each rollout runs until it reaches the goal radius, leaves the boundary box or hits the step
+limit. All rows of a policy step together: one batched policy call and one batched RK4 step per
+time step; finished rows are dropped from the batch. The network calls count under the forward
+counter's ``"evaluation"`` tag, apart from training and the visualisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from calf.batch_policy import ActorOnly, BatchPolicy
+from calf.config import RunConfig
+from calf.controller import CALFController
+from calf.envs import PointMassParams, step_batch
+from calf.modes import Mode
+from calf.nominal import PDPolicy, pd_from_config
+from calf.td3 import TD3
+from calf.validation import as_row_indices, as_state_batch
+
+POLICIES = ("calf", "actor", "nominal")
+EVAL_TAG = "evaluation"
+
+
+@dataclass(frozen=True)
+class PolicyEval:
+    """One policy's figures over the E rollouts (``eval.json`` holds one per policy)."""
+
+    success_rate: float  # share of rollouts that reached the goal radius
+    mean_steps_to_goal: float | None  # over the successful rollouts; None when there are none
+    mean_final_distance: float  # |s| where each rollout ended
+    mean_return: float  # summed reward per rollout
+    certified_share: float | None  # CALF only: share of all steps that were certified
+    fallback_share: float | None  # CALF only: share of all steps the nominal policy took
+
+
+@dataclass
+class Rollouts:
+    """What E rollouts did. ``states`` (E, T + 1, 2) and ``modes`` (E, T) are padded with NaN
+    and -1 after each rollout's end; they are empty when the rollouts were not recorded."""
+
+    lengths: NDArray[np.int64]
+    reached: NDArray[np.bool_]
+    returns: NDArray[np.float64]
+    final_states: NDArray[np.float64]
+    mode_counts: NDArray[np.int64]  # steps per Mode value, over all rollouts
+    states: NDArray[np.float64]
+    modes: NDArray[np.int8]
+
+    def summary(self, with_modes: bool) -> PolicyEval:
+        """The figures of ``PolicyEval``; mode shares only ``with_modes`` (CALF)."""
+        total = max(int(self.mode_counts.sum()), 1)
+        steps = self.lengths[self.reached]
+        return PolicyEval(
+            success_rate=float(self.reached.mean()),
+            mean_steps_to_goal=float(steps.mean()) if steps.size else None,
+            mean_final_distance=float(np.linalg.norm(self.final_states, axis=1).mean()),
+            mean_return=float(self.returns.mean()),
+            certified_share=float(self.mode_counts[Mode.CERTIFIED] / total) if with_modes else None,
+            fallback_share=float(self.mode_counts[Mode.FALLBACK] / total) if with_modes else None,
+        )
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """One evaluation after ``episode`` training episodes; ``rollouts`` keeps the trajectories
+    (for figures), not part of the JSON."""
+
+    episode: int
+    calf: PolicyEval
+    actor: PolicyEval
+    nominal: PolicyEval
+    rollouts: dict[str, Rollouts] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``eval.json`` schema: {"episode", "calf": {...}, "actor": {...}, "nominal": ...}."""
+        return {"episode": self.episode, **{p: asdict(getattr(self, p)) for p in POLICIES}}
+
+
+class NominalOnly:
+    """The nominal policy as a ``BatchPolicy`` (no per-agent state); every step is the nominal
+    policy's, coded ``Mode.FALLBACK``."""
+
+    def __init__(self, policy: PDPolicy) -> None:
+        self.policy = policy
+        self._n = 0
+
+    @property
+    def num_batch_agents(self) -> int:
+        return self._n
+
+    def add_batch_agents(self, n: int) -> None:
+        if n < 0:
+            raise ValueError(f"cannot add {n} agents")
+        self._n += n
+
+    def remove_batch_agents(self, rows: ArrayLike) -> None:
+        self._n -= len(as_row_indices(rows, self._n, "batch agent rows"))
+
+    def reset_batch_agents(self, rows: ArrayLike) -> None:
+        as_row_indices(rows, self._n, "batch agent rows")
+
+    def select_action_batch_codes(
+        self, states: ArrayLike, exploration_noise: float = 0.0
+    ) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
+        s = as_state_batch(states, 2)
+        self._n = max(self._n, len(s))
+        return self.policy(s), np.full(len(s), Mode.FALLBACK, dtype=np.int8)
+
+
+def start_states(cfg: RunConfig) -> NDArray[np.float64]:
+    """The E evaluation start states: uniform over the reset box, from ``eval.seed``."""
+    r = cfg.env.init_range
+    return np.random.default_rng(cfg.eval.seed).uniform(-r, r, size=(cfg.eval.rollouts, 2))
+
+
+def run_rollouts(
+    policy: BatchPolicy,
+    starts: NDArray[np.float64],
+    params: PointMassParams,
+    record: bool = True,
+) -> Rollouts:
+    """Roll ``policy`` out from each start state, all rows at once, each until it reaches the
+    goal, leaves the box or runs ``params.max_steps`` steps. ``policy`` must hold no agents."""
+    n, horizon = len(starts), params.max_steps
+    if policy.num_batch_agents:
+        raise ValueError(f"the policy already holds {policy.num_batch_agents} batch agents")
+    lengths = np.zeros(n, dtype=np.int64)
+    reached = np.zeros(n, dtype=bool)
+    returns = np.zeros(n)
+    final = np.array(starts, dtype=np.float64)
+    mode_counts = np.zeros(len(Mode), dtype=np.int64)
+    states = np.full((n, horizon + 1, 2) if record else (0, 0, 2), np.nan)
+    modes = np.full((n, horizon) if record else (0, 0), -1, dtype=np.int8)
+    if record:
+        states[:, 0] = starts
+
+    policy.add_batch_agents(n)
+    rows = np.arange(n)  # which rollouts are still running, in batch-agent order
+    s = final.copy()
+    for t in range(horizon):
+        if rows.size == 0:
+            break
+        actions, codes = policy.select_action_batch_codes(s)
+        s, rewards, hit, outside = step_batch(s, actions, params)
+        returns[rows] += rewards
+        mode_counts += np.bincount(codes, minlength=len(Mode))
+        if record:
+            states[rows, t + 1] = s
+            modes[rows, t] = codes
+        done = hit | outside if t + 1 < horizon else np.ones(rows.size, dtype=bool)
+        if done.any():
+            ended = rows[done]
+            lengths[ended] = t + 1
+            reached[ended] = hit[done]
+            final[ended] = s[done]
+            policy.remove_batch_agents(done)
+            rows, s = rows[~done], s[~done]
+    return Rollouts(lengths, reached, returns, final, mode_counts, states, modes)
+
+
+def deployed_calf(td3: TD3, cfg: RunConfig, seed: int | None = None) -> CALFController:
+    """CALF as deployed on ``td3``'s networks: the config's certificate, P_relax = 0."""
+    c = cfg.calf
+    controller = CALFController(
+        td3.state_dim,
+        td3.action_dim,
+        td3.max_action,
+        pd_from_config(cfg),
+        nu_bar=c.nu_bar,
+        kappa_low_coef=c.kappa_low_coef,
+        kappa_up_coef=c.kappa_up_coef,
+        lambda_relax=c.lambda_relax,
+        relax_prob_init=0.0,
+        seed=seed,
+        td3=td3,
+    )
+    return controller
+
+
+class Evaluator:
+    """Evaluates networks from the config's fixed start states; the nominal policy's result
+    is computed once and reused."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.starts = start_states(cfg)
+        self.params = cfg.env.params(max_steps=cfg.eval.max_steps)
+        self.nominal_policy = pd_from_config(cfg)
+        self._nominal: Rollouts | None = None
+
+    def nominal(self) -> Rollouts:
+        """The nominal policy's rollouts (computed on first use)."""
+        if self._nominal is None:
+            self._nominal = run_rollouts(NominalOnly(self.nominal_policy), self.starts, self.params)
+        return self._nominal
+
+    def evaluate(self, td3: TD3, episode: int, record: bool = True) -> EvalResult:
+        """CALF as deployed, the actor alone and the nominal alone on ``td3``'s networks."""
+        with td3.forward_counter.tag(EVAL_TAG):
+            calf = run_rollouts(
+                deployed_calf(td3, self.cfg, self.cfg.eval.seed), self.starts, self.params, record
+            )
+            actor = run_rollouts(ActorOnly(td3), self.starts, self.params, record)
+        nominal = self.nominal()
+        return EvalResult(
+            episode=episode,
+            calf=calf.summary(with_modes=True),
+            actor=actor.summary(with_modes=False),
+            nominal=nominal.summary(with_modes=False),
+            rollouts={"calf": calf, "actor": actor, "nominal": nominal},
+        )
+
+
+def _steps(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def format_eval_line(result: EvalResult) -> str:
+    """One line for a progress bar or a panel, e.g. ``eval ep 60: CALF 100% 364 st (cert 71%)
+    | actor 97% 330 st | nominal 100% 522 st``."""
+    c, a, n = result.calf, result.actor, result.nominal
+    cert = "" if c.certified_share is None else f" (cert {c.certified_share:.0%})"
+    return (
+        f"eval ep {result.episode}: CALF {c.success_rate:.0%} {_steps(c.mean_steps_to_goal)} st"
+        f"{cert} | actor {a.success_rate:.0%} {_steps(a.mean_steps_to_goal)} st"
+        f" | nominal {n.success_rate:.0%} {_steps(n.mean_steps_to_goal)} st"
+    )
