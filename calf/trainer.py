@@ -1,29 +1,38 @@
 """The training agent's loop: act, step the env, store the transition, one TD3 update.
 
-``AgentTrainer.step()`` is one step of that loop; the visual trainer calls it once per frame and
-``run_training`` calls it in a plain loop (``python -m calf``).
+``AgentTrainer.step()`` is one step of that loop. ``TrainingSession`` (calf/session.py) drives it
+for ``python -m calf`` and the visual trainer and adds evaluations and the run folder.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from calf.config import ALGOS, RunConfig, apply_overrides
 from calf.controller import CALFController
 from calf.envs import PointMassEnv, PointMassParams
 from calf.modes import Mode
-from calf.nominal import pd_nominal_policy
+from calf.nominal import pd_from_config
 from calf.replay import ReplayBuffer
 
-ALGOS = ("calf", "td3")
+__all__ = [
+    "ALGOS",
+    "AgentTrainer",
+    "StepResult",
+    "TrainerConfig",
+    "as_run_config",
+    "make_controller",
+]
 
 
 @dataclass
 class TrainerConfig:
+    """The earlier trainer settings, kept so existing callers work; new code uses
+    ``RunConfig``, and every setting not named here takes ``RunConfig``'s default."""
+
     algo: str = "calf"  # "calf", or "td3" for the plain TD3 agent (no certificate)
     seed: int = 0
     device: str = "cpu"
@@ -38,6 +47,27 @@ class TrainerConfig:
         if self.algo not in ALGOS:
             raise ValueError(f"algo must be one of {ALGOS}, got {self.algo!r}")
 
+    def to_run_config(self) -> RunConfig:
+        """These settings over ``RunConfig``'s defaults."""
+        values: dict[str, object] = {f"env.{k}": v for k, v in self.env.__dict__.items()}
+        values.update(
+            {
+                "train.algo": self.algo,
+                "train.seed": self.seed,
+                "train.device": self.device,
+                "td3.learning_starts": self.learning_starts,
+                "td3.batch_size": self.batch_size,
+                "td3.exploration_noise": self.exploration_noise,
+                "td3.replay_capacity": self.replay_capacity,
+            }
+        )
+        return apply_overrides(RunConfig(), values)
+
+
+def as_run_config(cfg: RunConfig | TrainerConfig) -> RunConfig:
+    """A ``RunConfig`` as given, or the one a legacy ``TrainerConfig`` stands for."""
+    return cfg if isinstance(cfg, RunConfig) else cfg.to_run_config()
+
 
 @dataclass
 class StepResult:
@@ -48,103 +78,111 @@ class StepResult:
     next_state: np.ndarray
     episode_ended: bool
     losses: dict[str, float | None] | None
+    terminated: bool = False  # the episode ended in the goal radius
 
 
-def make_controller(cfg: TrainerConfig) -> CALFController:
-    p = cfg.env
+def make_controller(cfg: RunConfig | TrainerConfig) -> CALFController:
+    """The CALF controller (networks, certificate, nominal fallback) the config describes."""
+    c = as_run_config(cfg)
+    t, calf = c.td3, c.calf
     return CALFController(
-        2, 1, p.max_action, pd_nominal_policy(p.max_action), seed=cfg.seed, device=cfg.device
+        2,
+        1,
+        c.env.max_action,
+        pd_from_config(c),
+        nu_bar=calf.nu_bar,
+        kappa_low_coef=calf.kappa_low_coef,
+        kappa_up_coef=calf.kappa_up_coef,
+        lambda_relax=calf.lambda_relax,
+        relax_prob_init=calf.relax_prob_init,
+        hidden_dim=t.hidden_dim,
+        lr=t.lr,
+        device=c.train.device,
+        seed=c.train.seed,
+        discount=t.discount,
+        tau=t.tau,
+        policy_noise=t.policy_noise,
+        noise_clip=t.noise_clip,
+        policy_delay=t.policy_delay,
     )
 
 
 class AgentTrainer:
-    """One training agent on a PointMassEnv, learning from its own transitions."""
+    """One training agent on a PointMassEnv, learning from its own transitions.
 
-    def __init__(self, cfg: TrainerConfig, controller: CALFController | None = None) -> None:
-        self.cfg = cfg
-        self.controller = controller or make_controller(cfg)
-        self.env = PointMassEnv(cfg.env)
-        self.replay = ReplayBuffer(2, 1, cfg.replay_capacity)
-        self.rng = np.random.default_rng(cfg.seed)
-        self.state, _ = self.env.reset(seed=cfg.seed)
+    ``learn=False`` acts only (no replay, no updates, no exploration noise); by default it is
+    ``TrainerConfig.learn`` for a legacy config and True for a ``RunConfig``."""
+
+    def __init__(
+        self,
+        cfg: RunConfig | TrainerConfig,
+        controller: CALFController | None = None,
+        learn: bool | None = None,
+    ) -> None:
+        self.cfg = as_run_config(cfg)
+        self.learn = learn if learn is not None else getattr(cfg, "learn", True)
+        self.controller = controller or make_controller(self.cfg)
+        self.env = PointMassEnv(self.cfg.env.params())
+        self.replay = ReplayBuffer(2, 1, self.cfg.td3.replay_capacity)
+        seed = self.cfg.train.seed
+        self.rng = np.random.default_rng(seed)
+        self.state, _ = self.env.reset(seed=seed)
         self.global_step = 0
         self.episode = 0
         self.episode_reward = 0.0
+        self.episode_length = 0
         self.episode_rewards: list[float] = []
         self.recent_success: deque[bool] = deque(maxlen=20)
         self.last_losses: dict[str, float | None] = {"critic_loss": None, "actor_loss": None}
 
     @property
     def success_rate(self) -> float:
+        """Share of the last 20 episodes that reached the goal."""
         return float(np.mean(self.recent_success)) if self.recent_success else 0.0
 
     def act(self, state: np.ndarray) -> tuple[np.ndarray, Mode]:
         """The action the agent takes now, and its mode (warm-up and TD3-only steps are
         ``Mode.UNCHECKED``: no certificate was asked about)."""
-        cfg = self.cfg
-        if cfg.learn and self.global_step < cfg.learning_starts:
-            a = self.rng.uniform(-cfg.env.max_action, cfg.env.max_action, size=1)
-            return a, Mode.UNCHECKED
-        noise = cfg.exploration_noise if cfg.learn else 0.0
-        if cfg.algo == "td3":
+        t = self.cfg.td3
+        if self.learn and self.global_step < t.learning_starts:
+            bound = self.cfg.env.max_action
+            return self.rng.uniform(-bound, bound, size=1), Mode.UNCHECKED
+        noise = t.exploration_noise if self.learn else 0.0
+        if self.cfg.train.algo == "td3":
             return self.controller.td3.select_action(state, noise), Mode.UNCHECKED
         return self.controller.select_action_with_mode(state, noise)
 
     def step(self) -> StepResult:
         """One environment step, its replay entry and (after warm-up) one TD3 update. Its
         network calls count under the forward counter's "training" tag."""
+        batch_size = self.cfg.td3.batch_size
         with self.controller.td3.forward_counter.tag("training"):
             state = self.state
             action, mode = self.act(state)
             next_state, reward, terminated, truncated, _ = self.env.step(action)
             losses = None
-            if self.cfg.learn:
+            if self.learn:
                 self.replay.add(state, action, reward, next_state, terminated)
                 # Learn once past the warm-up and once the replay holds a full batch (a warm-up
                 # shorter than the batch size must not make TD3.train refuse the replay).
                 if (
-                    self.global_step >= self.cfg.learning_starts
-                    and len(self.replay) >= self.cfg.batch_size
+                    self.global_step >= self.cfg.td3.learning_starts
+                    and len(self.replay) >= batch_size
                 ):
-                    losses = self.controller.train(self.replay, self.cfg.batch_size)
+                    losses = self.controller.train(self.replay, batch_size)
                     self.last_losses = losses
         self.global_step += 1
         self.episode_reward += reward
+        self.episode_length += 1
         ended = terminated or truncated
         if ended:
             self.episode_rewards.append(self.episode_reward)
             self.recent_success.append(bool(terminated))
             self.episode += 1
             self.episode_reward = 0.0
+            self.episode_length = 0
             self.state, _ = self.env.reset()
             self.controller.reset_certificate()
         else:
             self.state = next_state
-        return StepResult(state, action, mode, reward, next_state, ended, losses)
-
-
-def run_training(cfg: TrainerConfig, episodes: int, progress: bool = True) -> dict[str, Any]:
-    """Train for ``episodes`` episodes; a summary dict at the end."""
-    trainer = AgentTrainer(cfg)
-    bar = tqdm(total=episodes, desc=f"{cfg.algo} training", unit="ep", disable=not progress)
-    while trainer.episode < episodes:
-        result = trainer.step()
-        if result.episode_ended:
-            bar.update(1)
-            bar.set_postfix(
-                reward=f"{trainer.episode_rewards[-1]:.1f}", success=f"{trainer.success_rate:.0%}"
-            )
-    bar.close()
-    stats = trainer.controller.get_statistics()
-    return {
-        "algo": cfg.algo,
-        "episodes": trainer.episode,
-        "steps": trainer.global_step,
-        "episode_rewards": trainer.episode_rewards,
-        "success_rate_last_20": trainer.success_rate,
-        "certified_rate": stats["certified_rate"],
-        "relax_rate": stats["relax_rate"],
-        "fallback_rate": stats["fallback_rate"],
-        "P_relax": stats["P_relax"],
-        "trainer": trainer,
-    }
+        return StepResult(state, action, mode, reward, next_state, ended, losses, terminated)

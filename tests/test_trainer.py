@@ -1,19 +1,16 @@
-"""The training loop (``AgentTrainer``), ``run_training``, ``python -m calf``, and a short seeded
-run showing that TD3 learning works."""
+"""The training loop (``AgentTrainer``), the controller factory, the legacy ``TrainerConfig``,
+and a short seeded run showing that TD3 learning works."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from calf import Mode, PointMassParams, step_batch
-from calf.__main__ import main
-from calf.checkpoint import read_checkpoint
+from calf.config import RunConfig, apply_overrides
 from calf.td3 import TD3
-from calf.trainer import AgentTrainer, TrainerConfig, make_controller, run_training
+from calf.trainer import AgentTrainer, TrainerConfig, as_run_config, make_controller
 
 
 @pytest.fixture
@@ -108,35 +105,54 @@ def test_evaluation_mode_neither_stores_nor_learns(one_thread) -> None:
     assert trainer.controller.total_steps == 10
 
 
-def test_config_validation_and_controller_factory() -> None:
+def test_legacy_config_validation_and_controller_factory() -> None:
     with pytest.raises(ValueError, match="algo must be one of"):
         TrainerConfig(algo="sac")
     ctrl = make_controller(TrainerConfig(env=PointMassParams(max_action=2.0)))
     assert ctrl.max_action == 2.0 and ctrl.nominal_policy.max_action == 2.0
+    legacy = TrainerConfig(seed=4, learning_starts=7, env=PointMassParams(max_steps=9))
+    cfg = as_run_config(legacy)
+    assert (cfg.train.seed, cfg.td3.learning_starts, cfg.env.max_steps) == (4, 7, 9)
+    assert cfg.calf == RunConfig().calf and cfg.nominal == RunConfig().nominal
+    assert as_run_config(cfg) is cfg
 
 
-def test_run_training_summary(one_thread) -> None:
-    cfg = TrainerConfig(
-        seed=0, env=PointMassParams(max_steps=30), learning_starts=40, batch_size=16
+def test_the_controller_takes_every_setting_from_the_config() -> None:
+    cfg = apply_overrides(
+        RunConfig(),
+        {
+            "calf.nu_bar": 0.2,
+            "calf.kappa_low_coef": 0.02,
+            "calf.kappa_up_coef": 30.0,
+            "calf.lambda_relax": 0.9,
+            "calf.relax_prob_init": 0.5,
+            "nominal.kp": 3.0,
+            "nominal.kd": 2.0,
+            "td3.hidden_dim": 16,
+            "td3.discount": 0.9,
+            "td3.tau": 0.01,
+            "td3.policy_delay": 3,
+            "td3.lr": 1e-3,
+        },
     )
-    summary = run_training(cfg, episodes=3, progress=False)
-    assert summary["episodes"] == 3 and len(summary["episode_rewards"]) == 3
-    assert summary["steps"] <= 90
-    # CALF decides every step after the 40 random warm-up steps.
-    assert summary["trainer"].controller.total_steps == summary["steps"] - 40 > 0
-    rates = summary["certified_rate"] + summary["relax_rate"] + summary["fallback_rate"]
-    assert rates == pytest.approx(1.0)
+    ctrl = make_controller(cfg)
+    assert (ctrl.nu_bar, ctrl.kappa_low_coef, ctrl.kappa_up_coef) == (0.2, 0.02, 30.0)
+    assert (ctrl.lambda_relax, ctrl.relax_prob_init, ctrl.P_relax) == (0.9, 0.5, 0.5)
+    assert (ctrl.nominal_policy.kp, ctrl.nominal_policy.kd) == (3.0, 2.0)
+    td3 = ctrl.td3
+    assert (td3.hidden_dim, td3.discount, td3.tau, td3.policy_delay, td3.lr) == (
+        16,
+        0.9,
+        0.01,
+        3,
+        1e-3,
+    )
 
 
-def test_python_m_calf_trains_and_saves(tmp_path: Path, capsys, one_thread) -> None:
-    path = tmp_path / "agent.pt"
-    assert main(["--episodes", "2", "--max-steps", "20", "--save", str(path)]) == 0
-    out = capsys.readouterr().out
-    assert "calf: 2 episodes" in out and "checkpoint" in out
-    assert read_checkpoint(path, "calf")["kind"] == "calf"
-
-
-def test_python_m_calf_rejects_bad_arguments(capsys) -> None:
-    with pytest.raises(SystemExit):
-        main(["--episodes", "0"])
-    assert "must be positive" in capsys.readouterr().err
+def test_episode_length_counts_the_steps_of_the_running_episode(one_thread) -> None:
+    trainer = AgentTrainer(apply_overrides(RunConfig(), {"env.max_steps": 4}))
+    lengths = []
+    for _ in range(6):
+        trainer.step()
+        lengths.append(trainer.episode_length)
+    assert lengths == [1, 2, 3, 0, 1, 2]
