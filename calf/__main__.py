@@ -1,46 +1,90 @@
-"""``python -m calf``: train the CALF (or TD3) agent on the point mass, no graphics."""
+"""``python -m calf``: train the CALF (or TD3) agent on the point mass, no graphics.
+
+Every setting is a flag (``--calf.nu-bar 1``, ``--nominal.kp 1``; short forms --algo, --episodes,
+--seed, --device, --max-steps) or a key of a TOML file (``--config run.toml``). The run is
+written to ``runs/<date>-<time>-<algo>-s<seed>/`` (``runs/latest`` points at it), or to
+``--out DIR``; ``--resume RUN_DIR`` continues one from its newest checkpoint.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
-from calf.envs import PointMassParams
-from calf.trainer import ALGOS, TrainerConfig, run_training
+from calf.config import ConfigError, add_config_arguments, config_from_args, config_to_toml
+from calf.evaluation import format_eval_line
+from calf.run_folder import RunFolderError
+
+
+class UsageError(Exception):
+    """Bad command-line input: one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # one line, no usage dump
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m calf", description=__doc__, allow_abbrev=False)
+    parser.add_argument("--out", metavar="DIR", help="write the run here instead of runs/...")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
+    parser.add_argument("--save", metavar="PATH", help="also write the final checkpoint here")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the resolved config as TOML and exit"
+    )
+    add_config_arguments(parser)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m calf", description=__doc__)
-    parser.add_argument("--algo", choices=ALGOS, default="calf")
-    parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--max-steps", type=int, default=300, help="steps per episode")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--save", metavar="PATH", help="write a checkpoint at the end")
-    args = parser.parse_args(argv)
-    if args.episodes <= 0 or args.max_steps <= 0:
-        parser.error("--episodes and --max-steps must be positive")
+    try:
+        return _main(argv)
+    except (UsageError, ConfigError, RunFolderError) as exc:
+        print(f"python -m calf: error: {exc}", file=sys.stderr)
+        return 2
 
-    torch.set_num_threads(1)
-    cfg = TrainerConfig(
-        algo=args.algo,
-        seed=args.seed,
-        env=PointMassParams(max_steps=args.max_steps),
-        learning_starts=500,
-    )
-    summary = run_training(cfg, args.episodes)
+
+def _main(argv: list[str] | None) -> int:
+    import torch
+
+    from calf.session import ResumeError, TrainingSession
+
+    args = build_parser().parse_args(argv)
+    if args.resume and args.out:
+        raise UsageError("--resume continues a run in its own folder; drop --out")
+    if args.print_config:
+        print(config_to_toml(config_from_args(args)), end="")
+        return 0
+    torch.set_num_threads(1)  # tiny networks: one thread is faster (ARCHITECTURE.md)
+    if args.resume:
+        try:
+            session = TrainingSession.resume(args.resume, lambda base: config_from_args(args, base))
+        except ResumeError as exc:
+            raise UsageError(str(exc)) from None
+    else:
+        session = TrainingSession.start(config_from_args(args), out=args.out)
+    summary = session.run(progress=not args.no_progress)
+
     rewards = np.asarray(summary["episode_rewards"])
     print(f"{summary['algo']}: {summary['episodes']} episodes, {summary['steps']} steps")
-    print(f"  reward first/last episode: {rewards[0]:.1f} / {rewards[-1]:.1f}")
+    if rewards.size:
+        print(f"  reward first/last episode: {rewards[0]:.1f} / {rewards[-1]:.1f}")
     print(f"  success rate (last 20): {summary['success_rate_last_20']:.0%}")
     print(
         f"  modes: certified {summary['certified_rate']:.1%}, relax {summary['relax_rate']:.1%},"
         f" fallback {summary['fallback_rate']:.1%}; P_relax {summary['P_relax']:.4f}"
     )
+    if summary["last_eval"] is not None:
+        print(f"  {format_eval_line(summary['last_eval'])}")
+    print(f"  run folder: {summary['folder']}")
     if args.save:
-        summary["trainer"].controller.save(args.save)
+        session.controller.save(Path(args.save))
         print(f"  checkpoint: {args.save}")
     return 0
 
