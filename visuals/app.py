@@ -364,7 +364,11 @@ class VisualTrainerApp:
     # ------------------------------------------------------------- running
     def run(self) -> dict[str, Any]:
         """Headless: step until the frame/episode limit, with a progress bar. On screen: the
-        Ursina main loop (until the window closes or a limit is reached)."""
+        Ursina main loop (until the window closes or a limit is reached). With the probe's
+        ``serve``: blocks of frames on command (calf-perf ab), nothing written at the end."""
+        if self.opts.probe.serve:
+            self.probe.serve(self)
+            return self.summary()
         if self.opts.headless:
             from tqdm.auto import tqdm
 

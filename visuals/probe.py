@@ -10,15 +10,20 @@ perf-only knob, so the frame itself has none:
 - ``work=1``: keep every frame's exact work counts (forwards by stage, buffer writes by layer,
   text layouts by text) after the warm-up, for the work budgets;
 - ``inject=STAGE:MS``: MS milliseconds of busy work added to every run of STAGE (a known,
-  behaviour-preserving slowdown, for the harness's calibration).
+  behaviour-preserving slowdown, for the harness's calibration);
+- ``serve=1``: instead of running to the frame limit, run blocks of frames on command (see
+  ``Probe.serve``): ``calf-perf ab`` keeps base and head alive side by side and alternates
+  short blocks between them, so paired samples come seconds apart without restarts.
 
 What it records goes into the profile JSON under ``"probe"``.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -31,6 +36,7 @@ class ProbeConfig:
     series: int = 0
     work: bool = False
     inject: tuple[str, float] | None = None
+    serve: bool = False
 
     @classmethod
     def parse(cls, text: str) -> ProbeConfig:
@@ -56,7 +62,7 @@ class ProbeConfig:
                 raise ValueError(f"probe {key} must be an integer, got {raw!r}") from None
             if number < 0:
                 raise ValueError(f"probe {key} must be >= 0, got {number}")
-            values[key] = bool(number) if key == "work" else number
+            values[key] = bool(number) if key in ("work", "serve") else number
         return cls(**values)
 
 
@@ -113,6 +119,32 @@ class Probe:
                 "agents": len(app.agents),
             }
         )
+
+    def serve(self, app: Any, commands: TextIO = sys.stdin, out: TextIO = sys.stdout) -> None:
+        """Run blocks of frames on command until told to quit.
+
+        Protocol, one JSON object per line: the app prints ``@ready`` once set up; each command
+        ``{"frames": K, "settle": S, "inject": [STAGE, MS] or null}`` runs S unrecorded frames,
+        then K recorded ones with the added work, and answers one line ``@block {...}``: the
+        profiler's frame, sections and counters over those K frames. ``{"quit": true}`` (or
+        the end of the input) returns.
+        """
+        print("@ready", file=out, flush=True)
+        for line in commands:
+            cmd = json.loads(line)
+            if cmd.get("quit"):
+                return
+            inject = cmd.get("inject")
+            app.meter.inject(*(inject if inject else (None,)))
+            for _ in range(int(cmd.get("settle", 0))):
+                app.app.step()
+            app.reset_profiler()
+            # K + 1 frames: the profiler closes a frame when the next one starts.
+            for _ in range(int(cmd["frames"]) + 1):
+                app.app.step()
+            data = app.profiler.to_dict()
+            block = {k: data[k] for k in ("frame", "sections", "counters")}
+            print("@block " + json.dumps(block), file=out, flush=True)
 
     def report(self) -> dict[str, Any]:
         """What the probe recorded, for the profile JSON."""
