@@ -101,3 +101,58 @@ def test_bad_capacity_and_empty_sample() -> None:
         ReplayBuffer(2, 1, capacity=0)
     with pytest.raises(ValueError, match="empty replay buffer"):
         ReplayBuffer(2, 1, capacity=3).sample(1)
+
+
+def test_storage_is_one_interleaved_row_per_transition() -> None:
+    replay = ReplayBuffer(3, 2, capacity=6)
+    assert replay.width == 3 + 2 + 1 + 3 + 1
+    assert list(replay.columns) == ["state", "action", "reward", "next_state", "not_done"]
+    starts = [c.start for c in replay.columns.values()]
+    assert starts == sorted(starts) and replay.columns["not_done"].stop == replay.width
+    replay = ReplayBuffer(2, 1, capacity=6)
+    replay.add(*transition(4))
+    row = np.empty((1, replay.width), dtype=np.float32)
+    replay.sample_into(row, np.random.default_rng(0))
+    for name, cols in replay.columns.items():
+        np.testing.assert_array_equal(row[0, cols], getattr(replay, name)[0])
+
+
+def test_sample_into_gathers_the_rows_sample_draws() -> None:
+    replay = ReplayBuffer(2, 1, capacity=50)
+    for i in range(37):
+        replay.add(*transition(i))
+    tensors = replay.sample(64, rng=np.random.default_rng(7))
+    rows = np.full((64, replay.width), np.nan, dtype=np.float32)
+    replay.sample_into(rows, np.random.default_rng(7))
+    for name, t in zip(
+        ("state", "action", "reward", "next_state", "not_done"), tensors, strict=True
+    ):
+        np.testing.assert_array_equal(rows[:, replay.columns[name]], t.numpy())
+    # The same draw from the generator: both leave it in the same state.
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    replay.sample(5, rng=a)
+    replay.sample_into(rows[:5], b)
+    assert a.integers(1 << 30) == b.integers(1 << 30)
+
+
+@pytest.mark.parametrize(
+    "out",
+    [
+        np.zeros((4, 7), dtype=np.float64),
+        np.zeros((4, 6), dtype=np.float32),
+        np.zeros((7, 4), dtype=np.float32).T,
+        np.zeros(7, dtype=np.float32),
+        [[0.0] * 7],
+    ],
+    ids=["float64", "narrow", "transposed", "1-d", "list"],
+)
+def test_sample_into_rejects_a_bad_out(out) -> None:
+    replay = ReplayBuffer(2, 1, capacity=3)
+    replay.add(*transition(1))
+    with pytest.raises(ValueError, match=r"C-contiguous float32 array of shape \(B, 7\)"):
+        replay.sample_into(out)
+
+
+def test_sample_into_an_empty_replay() -> None:
+    with pytest.raises(ValueError, match="empty replay buffer"):
+        ReplayBuffer(2, 1, capacity=3).sample_into(np.zeros((1, 7), dtype=np.float32))
