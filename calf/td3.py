@@ -1,13 +1,15 @@
 """TD3 (Fujimoto et al., 2018): a deterministic actor, a twin critic, delayed policy updates.
 
-Read top to bottom: the networks, then the agent (acting, learning, checkpoints).
+Read top to bottom: the networks, the reference update, then the agent (acting, learning,
+checkpoints). The default update is ``calf.fused_update.FusedUpdate``: the same arithmetic as
+``ReferenceUpdate`` in a fraction of the ops; ``TD3(fused_update=False)`` runs the reference.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -17,8 +19,13 @@ from torch import nn
 
 from calf.checkpoint import CheckpointError, read_checkpoint, require, write_checkpoint
 from calf.counters import ForwardCounter
+from calf.flat import FlatParams
+from calf.fused_update import FusedUpdate
 from calf.replay import ReplayBuffer
+from calf.twin_critic import ActorPass, Q1Pass, TwinCriticPass
 from calf.validation import as_state, as_state_batch
+
+WEIGHT_BIAS = ("weight", "bias")
 
 
 def _linear_layers(net: nn.Sequential) -> tuple[nn.Linear, ...]:
@@ -52,13 +59,25 @@ class Actor(nn.Module):
         # call them functionally: the same arithmetic as running ``self.net``, without the
         # nested module calls that dominate the cost of a forward at small N.
         self._layers = _linear_layers(self.net)
+        # The same parameters as views into one flat tensor, for the fused update.
+        self.flat = FlatParams([[(layer, name)] for layer in self._layers for name in WEIGHT_BIAS])
 
-    def forward(self, state: torch.Tensor) -> torch.Tensor:
+    def forward(self, state: torch.Tensor, *, fused_pass: ActorPass | None = None) -> torch.Tensor:
+        """``fused_pass``: run the fused update's pass instead (activations kept for its
+        hand-written backward); still one counted actor forward."""
+        if fused_pass is not None:
+            self.flat.ensure_bound()
+            return fused_pass.forward(self.flat.blocks, state)
         return torch.tanh(_mlp(state, self._layers)) * self.max_action
 
 
 class Critic(nn.Module):
-    """Twin Q heads: ``critic(s, a) -> (q1, q2)``, each of shape (N, 1)."""
+    """Twin Q heads: ``critic(s, a) -> (q1, q2)``, each of shape (N, 1).
+
+    One module over both heads: ``q1_net`` and ``q2_net`` keep their ``nn.Sequential`` layout
+    (``state_dict`` keys ``q1_net.*``/``q2_net.*``), while their parameters are views into one
+    flat tensor with the heads' weights stacked layer by layer (``self.flat``), so the fused
+    update runs both heads as one batched matmul (``calf.twin_critic``)."""
 
     def __init__(self, state_dim: int, action_dim: int, hidden_dim: int = 64):
         super().__init__()
@@ -76,17 +95,91 @@ class Critic(nn.Module):
         self.q2_net = head()
         self._q1_layers = _linear_layers(self.q1_net)
         self._q2_layers = _linear_layers(self.q2_net)
+        self.flat = FlatParams(
+            [
+                [(l1, name), (l2, name)]
+                for l1, l2 in zip(self._q1_layers, self._q2_layers, strict=True)
+                for name in WEIGHT_BIAS
+            ]
+        )
 
     def forward(
-        self, state: torch.Tensor, action: torch.Tensor, q1_only: bool = False
+        self,
+        state: torch.Tensor,
+        action: torch.Tensor,
+        q1_only: bool = False,
+        *,
+        fused_pass: TwinCriticPass | Q1Pass | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """``(q1, q2)``; with ``q1_only`` just ``(q1,)`` (acting and the actor loss need only
-        Q1, the Lyapunov candidate), still one counted critic forward."""
+        Q1, the Lyapunov candidate), still one counted critic forward. ``fused_pass``: run the
+        fused update's pass instead (a ``TwinCriticPass`` for both heads, a ``Q1Pass`` with
+        ``q1_only``), activations kept for its hand-written backward."""
+        if fused_pass is not None:
+            if isinstance(fused_pass, Q1Pass) != q1_only:
+                raise ValueError("a Q1Pass goes with q1_only=True, a TwinCriticPass without")
+            self.flat.ensure_bound()
+            q = fused_pass.forward(self.flat.blocks, state, action)
+            return (q,) if q1_only else (q[0], q[1])
         sa = torch.cat([state, action], dim=1)
         q1 = _mlp(sa, self._q1_layers)
         if q1_only:
             return (q1,)
         return q1, _mlp(sa, self._q2_layers)
+
+
+class UpdateRule(Protocol):
+    """One TD3 gradient step on ``td3``'s networks: (critic loss, actor loss or None)."""
+
+    def __call__(
+        self, replay: ReplayBuffer, batch_size: int, policy_step: bool
+    ) -> tuple[float, float | None]: ...
+
+
+class ReferenceUpdate:
+    """The straightforward TD3 update: autograd, ``torch.optim.Adam``, per-parameter soft
+    update. The fused update is proven against it (``tests/test_td3_update.py``)."""
+
+    def __init__(self, td3: TD3) -> None:
+        self.td3 = td3
+
+    def __call__(
+        self, replay: ReplayBuffer, batch_size: int, policy_step: bool
+    ) -> tuple[float, float | None]:
+        td3 = self.td3
+        state, action, reward, next_state, not_done = (
+            t.to(td3.dtype) for t in replay.sample(batch_size, td3.device, td3.sample_rng)
+        )
+        with torch.no_grad():
+            noise = (
+                torch.randn(
+                    action.shape, generator=td3.torch_gen, device=td3.device, dtype=td3.dtype
+                )
+                * td3.policy_noise
+            )
+            noise = noise.clamp(-td3.noise_clip, td3.noise_clip)
+            next_action = (td3.actor_target(next_state) + noise).clamp(
+                -td3.max_action, td3.max_action
+            )
+            target_q1, target_q2 = td3.critic_target(next_state, next_action)
+            target_q = reward + not_done * td3.discount * torch.min(target_q1, target_q2)
+
+        current_q1, current_q2 = td3.critic(state, action)
+        critic_loss = F.mse_loss(current_q1, target_q) + F.mse_loss(current_q2, target_q)
+        td3.critic_optimizer.zero_grad()
+        critic_loss.backward()
+        td3.critic_optimizer.step()
+
+        actor_loss_value: float | None = None
+        if policy_step:
+            actor_loss = -td3.critic(state, td3.actor(state), q1_only=True)[0].mean()
+            td3.actor_optimizer.zero_grad()
+            actor_loss.backward()
+            td3.actor_optimizer.step()
+            actor_loss_value = float(actor_loss.item())
+            td3._soft_update(td3.critic, td3.critic_target)
+            td3._soft_update(td3.actor, td3.actor_target)
+        return float(critic_loss.item()), actor_loss_value
 
 
 class TD3:
@@ -108,7 +201,10 @@ class TD3:
         seed: int | None = None,
         rng: np.random.Generator | None = None,
         dtype: torch.dtype = torch.float32,
+        fused_update: bool = True,
     ) -> None:
+        """``fused_update``: train with ``FusedUpdate`` (default) or ``ReferenceUpdate``; both
+        compute the same step to float rounding and read and write the same checkpoints."""
         self.state_dim = int(state_dim)
         self.action_dim = int(action_dim)
         self.max_action = float(max_action)
@@ -146,6 +242,9 @@ class TD3:
         self.torch_gen.manual_seed(0 if seed is None else seed)
         self.sample_rng = np.random.default_rng(None if seed is None else seed + 1)
         self.total_it = 0
+
+        self.fused_update = bool(fused_update)
+        self._update: UpdateRule = FusedUpdate(self) if fused_update else ReferenceUpdate(self)
 
         self.forward_counter = ForwardCounter(
             {
@@ -217,43 +316,16 @@ class TD3:
 
         Returns the critic loss and, on policy steps, the actor loss (else None).
         """
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
         if len(replay) < batch_size:
             raise ValueError(f"replay holds {len(replay)} transitions, fewer than {batch_size}")
         self.total_it += 1
         with self.forward_counter.tag("training"):
-            state, action, reward, next_state, not_done = (
-                t.to(self.dtype) for t in replay.sample(batch_size, self.device, self.sample_rng)
+            critic_loss, actor_loss = self._update(
+                replay, batch_size, policy_step=self.total_it % self.policy_delay == 0
             )
-            with torch.no_grad():
-                noise = (
-                    torch.randn(
-                        action.shape, generator=self.torch_gen, device=self.device, dtype=self.dtype
-                    )
-                    * self.policy_noise
-                )
-                noise = noise.clamp(-self.noise_clip, self.noise_clip)
-                next_action = (self.actor_target(next_state) + noise).clamp(
-                    -self.max_action, self.max_action
-                )
-                target_q1, target_q2 = self.critic_target(next_state, next_action)
-                target_q = reward + not_done * self.discount * torch.min(target_q1, target_q2)
-
-            current_q1, current_q2 = self.critic(state, action)
-            critic_loss = F.mse_loss(current_q1, target_q) + F.mse_loss(current_q2, target_q)
-            self.critic_optimizer.zero_grad()
-            critic_loss.backward()
-            self.critic_optimizer.step()
-
-            actor_loss_value: float | None = None
-            if self.total_it % self.policy_delay == 0:
-                actor_loss = -self.critic(state, self.actor(state), q1_only=True)[0].mean()
-                self.actor_optimizer.zero_grad()
-                actor_loss.backward()
-                self.actor_optimizer.step()
-                actor_loss_value = float(actor_loss.item())
-                self._soft_update(self.critic, self.critic_target)
-                self._soft_update(self.actor, self.actor_target)
-        return {"critic_loss": float(critic_loss.item()), "actor_loss": actor_loss_value}
+        return {"critic_loss": critic_loss, "actor_loss": actor_loss}
 
     def _soft_update(self, source: nn.Module, target: nn.Module) -> None:
         # target <- (1 - tau) target + tau source, for all tensors in one fused call.
