@@ -32,6 +32,7 @@ from visuals.trails import (
 )
 
 LUT = colors_to_uint8(MODE_COLORS)
+N_MODES = len(MODE_COLORS)  # the table may grow: nothing below assumes how many modes there are
 
 # --------------------------------------------------------------------------------------------
 # Independent read-back of what Panda3D will draw (GeomVertexReader and the primitive's own
@@ -178,7 +179,7 @@ def test_line_trail_rebuilds_every_k_points_and_caps_segments(ursina_app):
 def test_line_trail_extend_equals_repeated_add_point(ursina_app):
     rng = np.random.default_rng(3)
     pos = rng.normal(size=(23, 3)).astype(np.float32)
-    modes = rng.integers(0, 3, 23)
+    modes = rng.integers(0, N_MODES, 23)
     a, b = LineTrail(max_points=7, decimation=2), LineTrail(max_points=7, decimation=2)
     try:
         for p, m in zip(pos, modes, strict=True):
@@ -197,7 +198,7 @@ def test_line_trail_rejects_bad_input(ursina_app):
         with pytest.raises(ValueError, match="position"):
             trail.add_point((np.nan, 0, 0), 0)
         with pytest.raises(ValueError, match="mode"):
-            trail.add_point((0, 0, 0), 3)
+            trail.add_point((0, 0, 0), N_MODES)
     finally:
         trail.destroy()
     with pytest.raises(ValueError, match="max_points"):
@@ -234,7 +235,7 @@ class TrailEquivalence(RuleBasedStateMachine):
         n = self.ref.num_agents
         # Small integer grid: repeated points and exact float32 values both occur.
         positions = rng.integers(-4, 5, size=(n, 3)).astype(np.float32) * 0.5
-        modes = rng.integers(0, 3, size=n)
+        modes = rng.integers(0, N_MODES, size=n)
         before = self.batched.mesh_updates
         self.batched.push(positions, modes)
         self.ref.push(positions, modes)
@@ -318,7 +319,6 @@ def test_push_costs_one_vertex_and_one_index_write_and_nothing_when_decimated(ur
         assert (b.mesh_updates - v0, b.index_updates - i0) == (1, 1)
         b.push(np.ones((8, 3)), np.zeros(8, dtype=int))  # every agent drops this one
         assert (b.mesh_updates - v0, b.index_updates - i0) == (1, 1)
-        b.set_zoom(2.0)
         b.set_visible(False)
         assert (b.mesh_updates - v0, b.index_updates - i0) == (1, 1)
     finally:
@@ -354,23 +354,6 @@ def test_capacity_grows_past_max_agents_and_keeps_trails(ursina_app):
         b.destroy()
 
 
-def test_zoom_and_thickness_are_node_state_not_vertex_rewrites(ursina_app):
-    b = BatchedTrailRenderer(1, 5, thickness=3.0)
-    try:
-        b.add_agents(1)
-        before = b.mesh_updates
-        b.set_zoom(2.5)
-        assert tuple(b.entity.get_scale()) == pytest.approx((2.5, 2.5, 2.5))
-        assert b.node.get_render_mode_thickness() == 3.0
-        b.set_thickness(5.0)
-        assert b.node.get_render_mode_thickness() == 5.0
-        assert b.mesh_updates == before
-        with pytest.raises(ValueError, match="zoom"):
-            b.set_zoom(0)
-    finally:
-        b.destroy()
-
-
 def test_batched_renderer_rejects_bad_input(ursina_app):
     b = BatchedTrailRenderer(3, 5)
     try:
@@ -380,7 +363,7 @@ def test_batched_renderer_rejects_bad_input(ursina_app):
         with pytest.raises(ValueError, match="NaN"):
             b.push(np.full((3, 3), np.nan), np.zeros(3, dtype=int))
         with pytest.raises(ValueError, match="mode"):
-            b.push(np.zeros((3, 3)), np.array([0, 1, 3]))
+            b.push(np.zeros((3, 3)), np.array([0, 1, N_MODES]))
         with pytest.raises(ValueError, match="mode"):
             b.push(np.zeros((3, 3)), np.array([0.5, 1, 1]))
         with pytest.raises(ValueError, match="ids"):
@@ -401,7 +384,7 @@ def test_batched_trails_are_one_draw_call_at_any_n(ursina_app, n):
         b.add_agents(n)
         rng = np.random.default_rng(n)
         for _ in range(3):
-            b.push(rng.normal(size=(n, 3)), rng.integers(0, 3, n))
+            b.push(rng.normal(size=(n, 3)), rng.integers(0, N_MODES, n))
         ursina_app.step()
         assert count_draw_calls(b.entity) == 1
     finally:
@@ -533,6 +516,7 @@ def test_headless_render_draws_mode_colours_on_the_trails_and_nothing_else(ursin
         b.clear(np.array([False, False, False, False, False, True, True]))
         ursina_app.step()
         assert count_draw_calls(b.entity) == 1
+        assert b.node.get_render_mode_thickness() == 3.0  # node state, no vertex carries it
 
         b.set_visible(False)
         ursina_app.step()

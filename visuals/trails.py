@@ -39,18 +39,28 @@ from visuals.palette import (
     TRAINING_AGENT_CERTIFIED,
     TRAINING_AGENT_FALLBACK,
     TRAINING_AGENT_RELAX,
+    TRAINING_AGENT_UNCHECKED,
 )
 
-# The training agent keeps its own colours (rows follow the mode codes 0 td3, 1 relax, 2 fallback).
+# The training agent keeps its own colours (rows follow calf.modes.Mode: certified, relax,
+# fallback, unchecked).
 TRAINING_MODE_COLORS = np.array(
-    [TRAINING_AGENT_CERTIFIED, TRAINING_AGENT_RELAX, TRAINING_AGENT_FALLBACK], dtype=np.float32
+    [
+        TRAINING_AGENT_CERTIFIED,
+        TRAINING_AGENT_RELAX,
+        TRAINING_AGENT_FALLBACK,
+        TRAINING_AGENT_UNCHECKED,
+    ],
+    dtype=np.float32,
 )
 
 # One interleaved vertex: float32 x, y, z then RGBA as uint8 (16 bytes, matches _vertex_format()).
 VERTEX_DTYPE = np.dtype([("position", "<f4", (3,)), ("color", "u1", (4,))])
 
 
-def uniform_mode_colors(color: Sequence[float], n_modes: int = 3) -> NDArray[np.float32]:
+def uniform_mode_colors(
+    color: Sequence[float], n_modes: int = len(MODE_COLORS)
+) -> NDArray[np.float32]:
     """A mode-colour table that draws every mode in one colour (e.g. a one-colour timeline)."""
     rgba = np.asarray(color, dtype=np.float32)
     if rgba.shape != (4,):
@@ -136,7 +146,6 @@ class TrailSet(Protocol):
     def clear(self, ids: ArrayLike) -> None: ...
     def push(self, positions: np.ndarray, modes: np.ndarray) -> None: ...
     def polyline(self, agent: int) -> tuple[np.ndarray, np.ndarray]: ...
-    def set_zoom(self, zoom: float) -> None: ...
     def set_visible(self, visible: bool) -> None: ...
     def destroy(self) -> None: ...
 
@@ -602,10 +611,6 @@ class BatchedTrailRenderer(Drawable):
         slots = (h - c + np.arange(c)) % P
         v = np.frombuffer(memoryview(self._vdata.get_array(0)), dtype=VERTEX_DTYPE)
         return v["position"][agent * P + slots].copy(), self._modes[agent, slots].astype(np.int64)
-
-    def set_thickness(self, thickness: float) -> None:
-        self.thickness = check_positive("thickness", thickness)
-        self.node.set_render_mode_thickness(self.thickness)
 
     def _forget(self) -> None:
         self.num_agents = 0
