@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
     parser.add_argument("--save", metavar="PATH", help="also write the final checkpoint here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-figures", action="store_true", help="write no report figures")
     parser.add_argument(
         "--print-config", action="store_true", help="print the resolved config as TOML and exit"
     )
@@ -62,13 +63,18 @@ def _main(argv: list[str] | None) -> int:
         print(config_to_toml(config_from_args(args)), end="")
         return 0
     torch.set_num_threads(1)  # tiny networks: one thread is faster (ARCHITECTURE.md)
+    figures = not args.no_figures
     if args.resume:
         try:
-            session = TrainingSession.resume(args.resume, lambda base: config_from_args(args, base))
+            session = TrainingSession.resume(
+                args.resume, lambda base: config_from_args(args, base), figures=figures
+            )
         except ResumeError as exc:
             raise UsageError(str(exc)) from None
     else:
-        session = TrainingSession.start(config_from_args(args), out=args.out)
+        session = TrainingSession.start(config_from_args(args), out=args.out, figures=figures)
+        if session.folder is not None and session.folder.latest_linked is False:
+            print(f"note: {session.folder.path.parent / 'latest'} is not a link; left as it is")
     summary = session.run(progress=not args.no_progress)
 
     rewards = np.asarray(summary["episode_rewards"])

@@ -56,6 +56,7 @@ class RunFolder:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self.latest_linked: bool | None = None  # create(): whether <root>/latest points here
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -76,7 +77,7 @@ class RunFolder:
             except OSError as exc:
                 raise RunFolderError(f"cannot create {path}: {exc.strerror or exc}") from None
             folder = cls(path)
-            folder.link_latest()
+            folder.latest_linked = folder.link_latest()
             return folder
         raise RunFolderError(f"{base}: no free run-folder name for {name}")
 
@@ -102,16 +103,17 @@ class RunFolder:
             raise RunFolderError(f"{folder.path} is not a run folder (no {CONFIG})")
         return folder
 
-    def link_latest(self) -> None:
+    def link_latest(self) -> bool:
         """Point ``<parent>/latest`` at this folder: a new symlink renamed over the old one, so
-        readers never see it missing. A real file or folder named latest is left alone."""
+        readers never see it missing. A real file or folder named latest is left alone (False)."""
         link = self.path.parent / LATEST
         if link.exists() and not link.is_symlink():
-            return
+            return False
         tmp = self.path.parent / f".{LATEST}.{os.getpid()}.tmp"
         tmp.unlink(missing_ok=True)
         os.symlink(self.path.name, tmp)
         os.replace(tmp, link)
+        return True
 
     # ------------------------------------------------------------------ paths
     @property

@@ -133,6 +133,7 @@ class TrainingSession:
         tr.episode_rewards = [float(r["return"]) for r in self.episodes]
         tr.recent_success.extend(bool(r["success"]) for r in self.episodes)
         self._last_checkpoint = episode
+        self._started -= float(progress.get("time", 0.0))  # wall time continues, not restarts
         self._reset_episode_stats()
 
     # ---------------------------------------------------------------- steps

@@ -30,8 +30,9 @@ def test_new_folders_are_named_by_time_algo_and_seed_and_latest_follows(tmp_path
 def test_a_real_latest_folder_is_left_alone(tmp_path: Path) -> None:
     (tmp_path / "latest").mkdir()
     (tmp_path / "latest" / "keep.txt").write_text("mine")
-    RunFolder.create(tmp_path, RunConfig(), now=WHEN)
+    folder = RunFolder.create(tmp_path, RunConfig(), now=WHEN)
     assert (tmp_path / "latest" / "keep.txt").read_text() == "mine"
+    assert folder.latest_linked is False and folder.path.is_dir()
 
 
 def test_out_refuses_a_folder_that_holds_a_run(tmp_path: Path) -> None:
