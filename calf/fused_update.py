@@ -51,6 +51,7 @@ class _Workspace:
         self.noise = torch.empty((batch, ad), dtype=dtype, device=device)
         self.target_q = torch.empty((batch, 1), dtype=dtype, device=device)
         self.dq = torch.empty((2, batch, 1), dtype=dtype, device=device)
+        self.dq_flat = self.dq.view(-1)
         # d(actor loss)/dQ1 for actor loss = -mean(Q1): a constant.
         self.actor_dq = torch.full((batch, 1), -1.0 / batch, dtype=dtype, device=device)
         self.target_critic = TwinCriticPass(batch, sd, ad, h, td3.dtype, td3.device)
@@ -94,7 +95,7 @@ class FusedUpdate:
             # Critic: loss = mean((q1 - y)^2) + mean((q2 - y)^2), dloss/dq = 2 (q - y) / B.
             td3.critic(ws.state, ws.action, fused_pass=ws.critic)
             dq = torch.sub(ws.critic.q, target_q, out=ws.dq)
-            critic_loss = torch.vdot(dq.view(-1), dq.view(-1))
+            critic_loss = torch.vdot(ws.dq_flat, ws.dq_flat)
             dq.mul_(2.0 / batch_size)
             ws.critic.backward(td3.critic.flat.grad_blocks, dq)
             self.critic_adam.step()

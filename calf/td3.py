@@ -120,7 +120,7 @@ class Critic(nn.Module):
                 raise ValueError("a Q1Pass goes with q1_only=True, a TwinCriticPass without")
             self.flat.ensure_bound()
             q = fused_pass.forward(self.flat.blocks, state, action)
-            return (q,) if q1_only else (q[0], q[1])
+            return fused_pass.heads if isinstance(fused_pass, TwinCriticPass) else (q,)
         sa = torch.cat([state, action], dim=1)
         q1 = _mlp(sa, self._q1_layers)
         if q1_only:

@@ -111,6 +111,7 @@ class TwinCriticPass(_Pass):
         self.a1_heads = self.a1.view(b, 2, h).transpose(0, 1)  # (2, B, h) view: no copy
         self.a2 = self._empty(2, b, h)
         self.q = self._empty(2, b, 1)
+        self.heads = (self.q[0], self.q[1])  # (q1, q2) views, made once
         self._d1 = self._empty(b, 2 * h)
         self._d1_heads = self._d1.view(b, 2, h).transpose(0, 1)
         self._d2 = self._empty(2, b, h)
