@@ -101,6 +101,8 @@ def test_bad_capacity_and_empty_sample() -> None:
         ReplayBuffer(2, 1, capacity=0)
     with pytest.raises(ValueError, match="empty replay buffer"):
         ReplayBuffer(2, 1, capacity=3).sample(1)
+    with pytest.raises(ValueError, match="state_dim and action_dim must be positive"):
+        ReplayBuffer(0, 1, capacity=3)
 
 
 def test_storage_is_one_interleaved_row_per_transition() -> None:

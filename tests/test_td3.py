@@ -68,7 +68,13 @@ def test_state_dict_keys_are_the_sequential_layout() -> None:
     assert list(Actor(2, 1, 5.0).state_dict()) == [
         f"net.{i}.{p}" for i in (0, 2, 4) for p in ("weight", "bias")
     ]
-    assert len(Critic(2, 1).state_dict()) == 12
+    # One module over both heads, stored flat, still saved as two nn.Sequential heads.
+    assert list(Critic(2, 1).state_dict()) == [
+        f"{head}.{i}.{p}"
+        for head in ("q1_net", "q2_net")
+        for i in (0, 2, 4)
+        for p in ("weight", "bias")
+    ]
 
 
 def test_seeded_weights_are_reproducible_and_leave_global_rng_alone() -> None:
@@ -167,8 +173,17 @@ def test_select_action_batch_rejects_bad_states_naming_rows() -> None:
 
 
 # ---------------------------------------------------------------- learning
-def test_train_returns_losses_and_changes_weights() -> None:
-    td3 = TD3(2, 1, 5.0, seed=0)
+# Every learning test runs both update paths: the fused default and the reference.
+both_paths = pytest.mark.parametrize("fused", [True, False], ids=["fused", "reference"])
+
+
+def test_the_fused_update_is_the_default() -> None:
+    assert TD3(2, 1, 5.0).fused_update and not TD3(2, 1, 5.0, fused_update=False).fused_update
+
+
+@both_paths
+def test_train_returns_losses_and_changes_weights(fused: bool) -> None:
+    td3 = TD3(2, 1, 5.0, seed=0, fused_update=fused)
     replay = filled_replay()
     critic0, actor0 = params_of(td3.critic), params_of(td3.actor)
     target0 = params_of(td3.critic_target)
@@ -182,9 +197,10 @@ def test_train_returns_losses_and_changes_weights() -> None:
     assert changed(actor0, td3.actor) and changed(target0, td3.critic_target)
 
 
+@both_paths
 @pytest.mark.parametrize("delay", [1, 2, 3])
-def test_policy_delay(delay: int) -> None:
-    td3 = TD3(2, 1, 5.0, seed=0, policy_delay=delay)
+def test_policy_delay(delay: int, fused: bool) -> None:
+    td3 = TD3(2, 1, 5.0, seed=0, policy_delay=delay, fused_update=fused)
     replay = filled_replay()
     actor_steps = []
     for it in range(1, 7):
@@ -209,8 +225,9 @@ def test_soft_update_moves_targets_by_tau() -> None:
         torch.testing.assert_close(tp, 0.9 * tb + 0.1 * p)
 
 
-def test_training_forwards_are_counted_under_the_training_tag() -> None:
-    td3 = TD3(2, 1, 5.0, seed=0)
+@both_paths
+def test_training_forwards_are_counted_under_the_training_tag(fused: bool) -> None:
+    td3 = TD3(2, 1, 5.0, seed=0, fused_update=fused)
     replay = filled_replay()
     td3.forward_counter.reset()
     td3.train(replay, batch_size=16)  # critic step: target actor, target critic, critic
@@ -223,15 +240,17 @@ def test_training_forwards_are_counted_under_the_training_tag() -> None:
     assert c.count(tag="training", module="actor") == 1
 
 
-def test_train_is_reproducible_with_a_seed() -> None:
+@both_paths
+def test_train_is_reproducible_with_a_seed(fused: bool) -> None:
     results = []
     for _ in range(2):
-        td3 = TD3(2, 1, 5.0, seed=3)
+        td3 = TD3(2, 1, 5.0, seed=3, fused_update=fused)
         replay = filled_replay(seed=1)
         results.append([td3.train(replay, 32)["critic_loss"] for _ in range(4)])
     assert results[0] == results[1]
 
 
-def test_train_refuses_a_replay_smaller_than_the_batch() -> None:
+@both_paths
+def test_train_refuses_a_replay_smaller_than_the_batch(fused: bool) -> None:
     with pytest.raises(ValueError, match="fewer than 64"):
-        TD3(2, 1, 5.0).train(filled_replay(10), batch_size=64)
+        TD3(2, 1, 5.0, fused_update=fused).train(filled_replay(10), batch_size=64)
