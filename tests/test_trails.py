@@ -1,13 +1,16 @@
-"""Trails: the LineTrail reference, and the batched renderer read back from the Panda3D buffers."""
+"""Trails: the LineTrail reference, the batched renderer read back from the Panda3D buffers, and
+its level of detail (TrailLOD) against a plain-Python reference built from the full history."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from hypothesis import settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -20,6 +23,7 @@ from hypothesis.stateful import (
 
 from visuals.palette import MODE_COLORS, TIMELINE_COLOR
 from visuals.scene_stats import count_draw_calls
+from visuals.trail_lod import SlotLayout, TrailLOD
 from visuals.trails import (
     TRAINING_MODE_COLORS,
     BatchedTrailRenderer,
@@ -32,6 +36,7 @@ from visuals.trails import (
 )
 
 LUT = colors_to_uint8(MODE_COLORS)
+LOD = TrailLOD((2, 4, 7))  # the narrowest levels the rule allows (2, 2, 3 ages): small tests
 N_MODES = len(MODE_COLORS)  # the table may grow: nothing below assumes how many modes there are
 
 # --------------------------------------------------------------------------------------------
@@ -74,14 +79,14 @@ def drawn_polylines(renderer: BatchedTrailRenderer) -> list[list[int]]:
     each slot's segments form one simple path."""
     geom = the_geom(renderer.entity)
     _, _, segs = read_geom(geom)
-    P, n = renderer.max_points, renderer.num_agents
-    assert len(segs) == n * P, "one segment row per ring slot of a live agent, no more"
+    S, n = renderer.slots_per_agent, renderer.num_agents
+    assert len(segs) == n * S, "one segment row per vertex slot of a live agent, no more"
     real = segs[segs[:, 0] != segs[:, 1]]
-    assert np.all(real // P == real[:, :1] // P), "a segment joins two different agents"
-    assert np.all(real < n * P)
+    assert np.all(real // S == real[:, :1] // S), "a segment joins two different agents"
+    assert np.all(real < n * S)
     chains = []
     for a in range(n):
-        mine = real[real[:, 0] // P == a]
+        mine = real[real[:, 0] // S == a]
         if len(mine) == 0:
             chains.append([])
             continue
@@ -99,6 +104,7 @@ def drawn_polylines(renderer: BatchedTrailRenderer) -> list[list[int]]:
 
 def assert_matches_reference(batched: BatchedTrailRenderer, ref: LineTrailGroup) -> None:
     assert batched.num_agents == ref.num_agents
+    assert batched.slots_per_agent == batched.max_points  # full resolution: a ring of P slots
     pts, cols, _ = read_geom(the_geom(batched.entity))
     lut = colors_to_uint8(batched.mode_colors)
     chains = drawn_polylines(batched)
@@ -297,21 +303,305 @@ def test_batched_trails_drawn_from_panda_buffers_equal_line_trail_reference(ursi
 
 
 # --------------------------------------------------------------------------------------------
+# Level of detail: a plain-Python reference from the full history of pushes
+# --------------------------------------------------------------------------------------------
+
+
+def min_level_width(j: int) -> int:
+    """The narrowest level ``j`` a TrailLOD accepts: 2 ages for levels 0 and 1, then more than
+    half the level's stride."""
+    return max(2, 2 ** (j - 1) + 1)
+
+
+def reference_drawn(n_kept: int, max_points: int, boundaries: tuple[int, ...]) -> list[int]:
+    """Sequence numbers (0 = the first kept point since the last clear) of the points a LOD
+    trail draws after ``n_kept`` kept points, oldest first: younger than ``max_points``, and a
+    multiple of the stride 2**level of the level its age falls in."""
+    drawn = []
+    for k in range(max(n_kept - max_points, 0), n_kept):  # the younger ones
+        level = sum(1 for b in boundaries if b <= n_kept - 1 - k)
+        if k % 2**level == 0:
+            drawn.append(k)
+    return drawn
+
+
+class ReferenceLODTrails:
+    """LOD trails in plain Python: every agent remembers every point it kept since its last
+    clear; what is drawn is ``reference_drawn`` of that history, joined in order."""
+
+    def __init__(self, max_points: int, decimation: int, lod: TrailLOD | None) -> None:
+        self.max_points, self.decimation = max_points, decimation
+        self.boundaries = lod.boundaries if lod is not None else ()
+        self.history: list[list[tuple[np.ndarray, int]]] = []
+        self.pushes: list[int] = []
+
+    @property
+    def num_agents(self) -> int:
+        return len(self.history)
+
+    @staticmethod
+    def _ids(ids) -> set[int]:
+        a = np.asarray(ids)
+        return set(np.flatnonzero(a).tolist() if a.dtype == bool else a.astype(int).tolist())
+
+    def add_agents(self, n: int) -> None:
+        self.history += [[] for _ in range(n)]
+        self.pushes += [0] * n
+
+    def remove_agents(self, ids) -> None:
+        drop = self._ids(ids)
+        self.history = [h for i, h in enumerate(self.history) if i not in drop]
+        self.pushes = [c for i, c in enumerate(self.pushes) if i not in drop]
+
+    def clear(self, ids) -> None:
+        for i in self._ids(ids):
+            self.history[i], self.pushes[i] = [], 0
+
+    def keeps(self) -> list[bool]:
+        """Which agents keep the next push (decimation)."""
+        return [c % self.decimation == 0 for c in self.pushes]
+
+    def push(self, positions: np.ndarray, modes: np.ndarray) -> None:
+        for i, keep in enumerate(self.keeps()):
+            if keep:
+                self.history[i].append((positions[i].astype(np.float32), int(modes[i])))
+            self.pushes[i] += 1
+
+    def drawn(self, agent: int) -> tuple[np.ndarray, np.ndarray]:
+        """(points (k, 3), modes (k,)) drawn for this agent, oldest first."""
+        h = self.history[agent]
+        seqs = reference_drawn(len(h), self.max_points, self.boundaries)
+        pts = np.array([h[k][0] for k in seqs], dtype=np.float32).reshape(-1, 3)
+        return pts, np.array([h[k][1] for k in seqs], dtype=np.int64)
+
+
+def simulate_segments(layout: SlotLayout, pushes: int) -> int:
+    """Feed one trail ``pushes`` points through ``layout.push_writes`` into a plain segment
+    table and assert, after every push, what the renderer relies on: the real segments chain
+    exactly the reference's drawn points in order, every drawn point sits in its own slot, and
+    that slot was last written by that point's own push. Returns the most points drawn at once."""
+    target = {i: i for i in range(layout.slots)}  # segment row -> the row it joins
+    owner: dict[int, int] = {}  # vertex slot -> the sequence number written there last
+    boundaries = layout.lod.boundaries if layout.lod is not None else ()
+    most = 0
+    for k in range(pushes):
+        _, rows, dsts = layout.push_writes(np.array([k]))
+        owner[int(rows[0])] = k
+        written: dict[int, int] = {}
+        for r, t in zip(rows.tolist(), dsts.tolist(), strict=True):
+            assert written.setdefault(r, t) == t, f"push {k}: row {r} written twice, differently"
+            target[r] = t
+        drawn = reference_drawn(k + 1, layout.max_points, boundaries)
+        most = max(most, len(drawn))
+        np.testing.assert_array_equal(layout.drawn_seqs(k + 1), drawn)
+        slots = layout.slot(np.array(drawn, dtype=np.int64)).tolist()
+        assert all(0 <= s < layout.slots for s in slots)
+        assert [owner.get(s) for s in slots] == drawn, f"push {k}: a drawn point was overwritten"
+        real = {r: t for r, t in target.items() if r != t}
+        assert real == dict(zip(slots[:-1], slots[1:], strict=True)), f"push {k}: wrong chain"
+    return most
+
+
+lod_schedules = st.lists(st.integers(0, 5), min_size=1, max_size=5).map(
+    lambda extra: TrailLOD(
+        tuple(itertools.accumulate(min_level_width(j) + e for j, e in enumerate(extra)))
+    )
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lod=st.none() | lod_schedules, max_points=st.integers(1, 90))
+@example(lod=TrailLOD.doubling(), max_points=600)
+def test_slot_layout_segments_chain_exactly_the_drawn_points_each_in_its_own_slot(lod, max_points):
+    layout = SlotLayout(max_points, lod)
+    most = simulate_segments(layout, 2 * max_points + 70)
+    # The slots are about the most points ever drawn at once: a few spare per class ring.
+    assert most <= layout.slots <= most + layout.top + 1
+
+
+def test_trail_lod_accepts_exactly_the_schedules_whose_segment_chain_stays_exact():
+    """Every schedule of up to 4 narrow levels: TrailLOD's width rule holds iff the incremental
+    segment writes keep the chain exact, for a trail long enough to reach past every level."""
+    for widths in itertools.product(range(1, 4), range(1, 4), range(1, 5), range(1, 6)):
+        bounds = tuple(itertools.accumulate(widths))
+        max_points = bounds[-1] + 2 ** len(bounds) + 2
+        try:
+            TrailLOD(bounds)
+            accepted = True
+        except ValueError:
+            accepted = False
+        # Unchecked on purpose: what the layout would do with a rejected schedule.
+        layout = SlotLayout(max_points, SimpleNamespace(boundaries=bounds))  # type: ignore[arg-type]
+        try:
+            simulate_segments(layout, 2 * max_points + 20)
+            exact = True
+        except AssertionError:
+            exact = False
+        assert accepted == exact, f"widths {widths}: accepted {accepted}, exact {exact}"
+
+
+def test_default_lod_draws_102_of_600_points_in_102_slots():
+    layout = SlotLayout(600, TrailLOD.doubling())
+    assert layout.slots == 102
+    assert max(len(layout.drawn_seqs(n)) for n in range(5000, 5016)) == 102
+    # Newest 32 at stride 1, then 16 each at strides 2, 4 and 8, the rest (to age 600) at 16.
+    ages = 5000 - 1 - layout.drawn_seqs(5000)[::-1]
+    np.testing.assert_array_equal(ages[:32], np.arange(32))
+    np.testing.assert_array_equal(np.unique(np.diff(ages)), [1, 2, 4, 8, 16])
+    assert np.all(np.diff(ages)[ages[:-1] >= 256] == 16)
+    assert SlotLayout(600, None).slots == 600
+
+
+def test_trail_lod_rejects_bad_schedules():
+    for bad in [(), (1,), (2, 3), (2, 4, 6), (3, 2), (2.5,)]:
+        with pytest.raises(ValueError, match="boundar|level|span"):
+            TrailLOD(bad)
+    with pytest.raises(ValueError, match="points_per_level"):
+        TrailLOD.doubling(points_per_level=1)
+    with pytest.raises(ValueError, match="levels"):
+        TrailLOD.doubling(levels=1)
+    with pytest.raises(ValueError, match="newest"):
+        TrailLOD.doubling(newest=1)
+    assert TrailLOD.doubling(32, 8, 4).boundaries == (32, 48, 80)
+    assert TrailLOD.doubling().boundaries == (32, 64, 128, 256)
+    with pytest.raises(ValueError, match="max_points"):
+        SlotLayout(0, LOD)
+
+
+class LODTrailEquivalence(RuleBasedStateMachine):
+    """Random pushes, clears, additions and removals on a LOD renderer with a random schedule;
+    after every step each agent's polyline drawn from the Panda3D buffers equals the reference
+    built from its full history, and a single push writes nothing but the new vertices and a
+    few segment rows per agent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lod_trails: BatchedTrailRenderer | None = None
+        self.ref: ReferenceLODTrails | None = None
+
+    @initialize(
+        lod=st.none() | lod_schedules,
+        max_points=st.integers(1, 40),
+        decimation=st.integers(1, 3),
+        capacity=st.integers(0, 4),
+        n0=st.integers(0, 4),
+    )
+    def setup(self, lod, max_points: int, decimation: int, capacity: int, n0: int) -> None:
+        self.lod_trails = BatchedTrailRenderer(capacity, max_points, decimation, lod=lod)
+        self.ref = ReferenceLODTrails(max_points, decimation, lod)
+        self.lod_trails.add_agents(n0)
+        self.ref.add_agents(n0)
+
+    def _push_once(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        n = self.ref.num_agents
+        positions = rng.integers(-4, 5, size=(n, 3)).astype(np.float32) * 0.5
+        modes = rng.integers(0, N_MODES, size=n)
+        self.lod_trails.push(positions, modes)
+        self.ref.push(positions, modes)
+        return positions, modes
+
+    @rule(seed=st.integers(0, 2**32 - 1))
+    def push(self, seed: int) -> None:
+        """One push, with what it wrote read back: changed vertex rows are the keeping agents'
+        new points (one each, none moved or rewritten), and each agent changes at most
+        3 + 2 x (levels - 1) segment rows."""
+        S = self.lod_trails.slots_per_agent
+        pts0, cols0, segs0 = read_geom(the_geom(self.lod_trails.entity))
+        keeps = self.ref.keeps()
+        positions, modes = self._push_once(np.random.default_rng(seed))
+        pts1, cols1, segs1 = read_geom(the_geom(self.lod_trails.entity))
+        changed = np.flatnonzero(np.any(pts0 != pts1, axis=1) | np.any(cols0 != cols1, axis=1))
+        owners = changed // S
+        assert len(set(owners.tolist())) == len(owners), "an agent changed two vertices"
+        for row, a in zip(changed, owners, strict=True):
+            assert keeps[a], f"agent {a} kept nothing but vertex {row} changed"
+            np.testing.assert_array_equal(pts1[row], positions[a])
+            np.testing.assert_array_equal(cols1[row], LUT[modes[a]])
+        seg_owners = np.flatnonzero(np.any(segs0 != segs1, axis=1)) // S
+        most = 3 + 2 * self.lod_trails.layout.top
+        assert np.bincount(seg_owners, minlength=1).max() <= most
+
+    @rule(seed=st.integers(0, 2**32 - 1), k=st.integers(2, 40))
+    def push_many(self, seed: int, k: int) -> None:
+        rng = np.random.default_rng(seed)
+        for _ in range(k):
+            self._push_once(rng)
+
+    @precondition(lambda self: self.ref.num_agents > 0)
+    @rule(data=st.data())
+    def clear(self, data: st.DataObject) -> None:
+        n = self.ref.num_agents
+        ids = data.draw(
+            st.lists(st.integers(0, n - 1), max_size=n)
+            | st.lists(st.booleans(), min_size=n, max_size=n).map(np.array)
+        )
+        self.lod_trails.clear(ids)
+        self.ref.clear(ids)
+
+    @rule(n=st.integers(0, 3))
+    def add(self, n: int) -> None:
+        self.lod_trails.add_agents(n)
+        self.ref.add_agents(n)
+
+    @precondition(lambda self: self.ref.num_agents > 0)
+    @rule(data=st.data())
+    def remove(self, data: st.DataObject) -> None:
+        n = self.ref.num_agents
+        ids = data.draw(
+            st.lists(st.integers(0, n - 1), max_size=n)
+            | st.lists(st.booleans(), min_size=n, max_size=n).map(np.array)
+        )
+        self.lod_trails.remove_agents(ids)
+        self.ref.remove_agents(ids)
+
+    @invariant()
+    def drawn_lod_trails_equal_the_reference_from_full_history(self) -> None:
+        if self.lod_trails is None:
+            return
+        b = self.lod_trails
+        assert b.num_agents == self.ref.num_agents
+        pts, cols, _ = read_geom(the_geom(b.entity))
+        chains = drawn_polylines(b)
+        for a in range(b.num_agents):
+            want_p, want_m = self.ref.drawn(a)
+            got_p, got_m = b.polyline(a)
+            np.testing.assert_array_equal(got_p, want_p)
+            np.testing.assert_array_equal(got_m, want_m)
+            if len(want_p) < 2:
+                assert chains[a] == [], f"agent {a} draws {len(want_p)} point(s) as segments"
+            else:
+                np.testing.assert_array_equal(pts[chains[a]], want_p)
+                np.testing.assert_array_equal(cols[chains[a]], LUT[want_m])
+
+    def teardown(self) -> None:
+        if self.lod_trails is not None:
+            self.lod_trails.destroy()
+
+
+def test_lod_trails_drawn_from_panda_buffers_equal_reference_from_full_history(ursina_app):
+    run_state_machine_as_test(
+        LODTrailEquivalence,
+        settings=settings(max_examples=60, stateful_step_count=20, deadline=None),
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # Batched renderer: interface, counts, edge cases
 # --------------------------------------------------------------------------------------------
 
 
-def test_both_trail_sets_satisfy_the_trailset_protocol(ursina_app):
-    b, r = BatchedTrailRenderer(2, 4), LineTrailGroup(4)
+def test_every_trail_set_satisfies_the_trailset_protocol(ursina_app):
+    sets = [BatchedTrailRenderer(2, 4), BatchedTrailRenderer(2, 4, lod=LOD), LineTrailGroup(4)]
     try:
-        assert isinstance(b, TrailSet) and isinstance(r, TrailSet)
+        assert all(isinstance(t, TrailSet) for t in sets)
     finally:
-        b.destroy()
-        r.destroy()
+        for t in sets:
+            t.destroy()
 
 
-def test_push_costs_one_vertex_and_one_index_write_and_nothing_when_decimated(ursina_app):
-    b = BatchedTrailRenderer(8, 16, decimation=2)
+@pytest.mark.parametrize("lod", [None, LOD], ids=["full", "lod"])
+def test_push_costs_one_vertex_and_one_index_write_and_nothing_when_decimated(ursina_app, lod):
+    b = BatchedTrailRenderer(8, 16, decimation=2, lod=lod)
     try:
         b.add_agents(8)
         v0, i0 = b.mesh_updates, b.index_updates
@@ -339,8 +629,9 @@ def test_agents_added_later_count_their_own_pushes_for_decimation(ursina_app):
         b.destroy()
 
 
-def test_capacity_grows_past_max_agents_and_keeps_trails(ursina_app):
-    b = BatchedTrailRenderer(2, 5)
+@pytest.mark.parametrize("lod", [None, LOD], ids=["full", "lod"])
+def test_capacity_grows_past_max_agents_and_keeps_trails(ursina_app, lod):
+    b = BatchedTrailRenderer(2, 5, lod=lod)
     try:
         b.add_agents(2)
         b.push(np.arange(6).reshape(2, 3), [0, 1])
@@ -372,14 +663,17 @@ def test_batched_renderer_rejects_bad_input(ursina_app):
             b.remove_agents(np.array([True, False]))
         with pytest.raises(ValueError, match="max_points"):
             BatchedTrailRenderer(1, 0)
+        with pytest.raises(ValueError, match="lod"):
+            BatchedTrailRenderer(1, 10, lod=(4, 8))  # type: ignore[arg-type]
     finally:
         b.destroy()
     np.testing.assert_array_equal(select_ids([2, 0, 2], 3), [0, 2])
 
 
+@pytest.mark.parametrize("lod", [None, TrailLOD.doubling()], ids=["full", "lod"])
 @pytest.mark.parametrize("n", [5, 50, 1000])
-def test_batched_trails_are_one_draw_call_at_any_n(ursina_app, n):
-    b = BatchedTrailRenderer(n, 600)
+def test_batched_trails_are_one_draw_call_at_any_n(ursina_app, n, lod):
+    b = BatchedTrailRenderer(n, 600, lod=lod)
     try:
         b.add_agents(n)
         rng = np.random.default_rng(n)
@@ -461,15 +755,50 @@ def project(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def segment_mask(pix: np.ndarray, shape: tuple[int, int], radius: float) -> np.ndarray:
     """Pixels within ``radius`` of the polyline through ``pix`` (k, 2)."""
     h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w]
-    centres = np.stack([xx + 0.5, yy + 0.5], axis=-1)
     mask = np.zeros((h, w), dtype=bool)
     for a, b in zip(pix[:-1], pix[1:], strict=True):
+        # Only the segment's bounding box (plus the radius) can be within reach.
+        lo = np.floor(np.minimum(a, b) - radius).astype(int)
+        hi = np.ceil(np.maximum(a, b) + radius).astype(int) + 1
+        c0, r0 = max(lo[0], 0), max(lo[1], 0)
+        c1, r1 = min(hi[0], w), min(hi[1], h)
+        if c0 >= c1 or r0 >= r1:
+            continue
+        yy, xx = np.mgrid[r0:r1, c0:c1]
+        centres = np.stack([xx + 0.5, yy + 0.5], axis=-1)
         d = b - a
         t = np.clip(((centres - a) @ d) / max(d @ d, 1e-12), 0, 1)
         near = a + t[..., None] * d
-        mask |= np.linalg.norm(centres - near, axis=-1) <= radius
+        mask[r0:r1, c0:c1] |= np.linalg.norm(centres - near, axis=-1) <= radius
     return mask
+
+
+def dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    """``mask`` grown by ``r`` pixels (a (2r+1)-square neighbourhood)."""
+    h, w = mask.shape
+    padded = np.pad(mask, r)
+    out = np.zeros_like(mask)
+    for dy in range(2 * r + 1):
+        for dx in range(2 * r + 1):
+            out |= padded[dy : dy + h, dx : dx + w]
+    return out
+
+
+def circling_paths(n: int, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, n, 3) positions of agents circling spread-out centres on the floor, drifting in
+    radius, and (steps, n) modes in runs of 40 steps."""
+    rng = np.random.default_rng(seed)
+    centres = np.stack([rng.uniform(-5, 5, n), rng.uniform(-2.5, 2.5, n)], axis=1)
+    radius = rng.uniform(0.3, 0.8, n)
+    omega = rng.uniform(0.01, 0.03, n) * rng.choice([-1.0, 1.0], n)
+    t = np.arange(steps)[:, None]
+    ang = omega * t + rng.uniform(0, 2 * np.pi, n)
+    r = radius * (1.0 - 0.3 * np.sin(0.005 * t))
+    pos = np.zeros((steps, n, 3), dtype=np.float32)
+    pos[..., 0] = centres[:, 0] + r * np.cos(ang)
+    pos[..., 2] = centres[:, 1] + r * np.sin(ang)
+    modes = ((t + rng.integers(0, 200, n)) // 40) % N_MODES
+    return pos, modes
 
 
 def near_color(img: np.ndarray, px: np.ndarray, rgba: np.ndarray, r: int = 2) -> bool:
@@ -560,5 +889,70 @@ def test_headless_render_draws_mode_colours_on_the_trails_and_nothing_else(ursin
             assert not changed[r - 3 : r + 4, c - 3 : c + 4].any(), f"stray pixels at {spot}"
     finally:
         b.destroy()
+        camera.position, camera.rotation, camera.fov = saved
+        camera.ui.show()
+
+
+def test_headless_lod_render_draws_the_full_trails_shape_and_nothing_else(ursina_app, tmp_path):
+    """60 agents, 600-point trails, 700 steps (clearing a third at step 500): the LOD renderer
+    draws only along its own polylines, and the same trails, to within 2 pixels, as full
+    resolution (continuous, nothing missing, no segment joining agents or jumping across)."""
+    from ursina import camera
+
+    from visuals.offscreen import grab_frame, save_screenshot
+
+    saved = (camera.position, camera.rotation, camera.fov)
+    camera.position = (0, 18, 0)
+    camera.rotation = (90, 0, 0)
+    camera.fov = 60
+    camera.ui.hide()
+    n, steps = 60, 700
+    pos, modes = circling_paths(n, steps, seed=7)
+    full = BatchedTrailRenderer(n, 600, thickness=2.0)
+    lod = BatchedTrailRenderer(n, 600, thickness=2.0, lod=TrailLOD.doubling())
+    try:
+        for b in (full, lod):
+            b.add_agents(n)
+            for t in range(steps):
+                if t == 500:
+                    b.clear(np.arange(0, n, 3))
+                b.push(pos[t], modes[t])
+        frames = {}
+        for name, shown in (("none", ()), ("full", (full,)), ("lod", (lod,))):
+            for b in (full, lod):
+                b.set_visible(b in shown)
+            ursina_app.step()
+            frames[name] = grab_frame()
+            if name == "lod":
+                assert count_draw_calls(lod.entity) == 1
+                save_screenshot(tmp_path / "lod_trails.png")
+                if os.environ.get("CALF_KEEP_SCREENSHOTS"):
+                    save_screenshot(Path(os.environ["CALF_KEEP_SCREENSHOTS"]) / "lod_trails.png")
+        h, w = frames["none"].shape[:2]
+        drawn = {
+            k: np.abs(frames[k].astype(int) - frames["none"].astype(int)).max(axis=-1) > 12
+            for k in ("full", "lod")
+        }
+        assert drawn["lod"].sum() > 5000, "the LOD trails drew (almost) nothing"
+        expected = np.zeros((h, w), dtype=bool)
+        tails = np.zeros((h, w), dtype=bool)  # full trails older than the LOD's oldest point
+        for a in range(n):
+            pts, _ = lod.polyline(a)
+            if len(pts) >= 2:
+                expected |= segment_mask(project(pts, (w, h)), (h, w), radius=3.5)
+            full_pts, _ = full.polyline(a)
+            if len(pts):
+                oldest = np.flatnonzero(np.all(full_pts == pts[0], axis=1))[0]
+                if oldest:  # the LOD ends up to one top stride (16 steps) short of age 600
+                    tails |= segment_mask(project(full_pts[: oldest + 1], (w, h)), (h, w), 3.5)
+        stray = drawn["lod"] & ~expected
+        assert stray.sum() == 0, f"{stray.sum()} pixels drawn away from every LOD polyline"
+        off_full = drawn["lod"] & ~dilate(drawn["full"], 2)
+        missing = drawn["full"] & ~dilate(drawn["lod"], 2) & ~tails
+        assert off_full.sum() == 0, f"{off_full.sum()} LOD pixels away from the full trails"
+        assert missing.sum() == 0, f"{missing.sum()} full-trail pixels the LOD does not draw"
+    finally:
+        full.destroy()
+        lod.destroy()
         camera.position, camera.rotation, camera.fov = saved
         camera.ui.show()

@@ -8,15 +8,19 @@ Two implementations of one interface (``TrailSet``) so the visual trainer can sw
   own Entity (own mesh, own colour, so one draw call each) and regenerates those meshes from
   Python lists every ``rebuild_every`` points.
 - ``BatchedTrailRenderer``: one Geom for all agents, one draw call for any N. Agent ``a`` owns
-  the vertex rows ``a*P .. a*P+P-1`` (``P = max_points``) used as a ring, and the segment rows
-  ``a*P .. a*P+P-1`` of one indexed ``GeomLines``: segment ``j`` joins ring slot ``j`` to slot
-  ``j+1 mod P`` while both hold consecutive points of the trail, and is degenerate (both indices
-  equal, zero length, draws nothing) otherwise, in particular the one that would join the newest
-  point back to the oldest. A push writes, vectorised over agents, the new vertex of every agent
-  that keeps a point (position and mode colour, one interleaved row) and two segments per such
-  agent (newest-but-one -> newest becomes real, newest -> next is made degenerate), directly into
-  the Panda3D buffers through numpy views over their memory: no mesh regeneration, no per-agent
-  or per-point Python loop. Per-vertex colours carry the modes, so mode switches cost nothing.
+  the vertex rows ``a*S .. a*S+S-1`` and the segment rows ``a*S .. a*S+S-1`` of one indexed
+  ``GeomLines``, where ``S`` is the slot count of its ``SlotLayout`` (visuals/trail_lod.py): at
+  full resolution (``lod=None``) a ring of ``S = P = max_points`` slots, with a ``TrailLOD`` a few
+  small per-class rings holding only the drawn points (older points thinned at strides 2, 4, 8...;
+  102 slots instead of 600 for ``TrailLOD.doubling()``), so the segments llvmpipe sets up shrink
+  with the vertices. Slot ``i`` owns segment row ``i``: from its point to the next newer drawn
+  point, or degenerate (both indices equal, zero length, draws nothing), in particular for the
+  newest point and for free slots. A push writes, vectorised over agents, the new vertex of every
+  agent that keeps a point (position and mode colour, one interleaved row, never moved or
+  rewritten afterwards) and a few segment rows per such agent (the new point's and its
+  predecessor's, plus those of points leaving a level of detail), directly into the Panda3D
+  buffers through numpy views over their memory: no mesh regeneration, no per-agent or per-point
+  Python loop. Per-vertex colours carry the modes, so mode switches cost nothing.
 
 Buffer-write accounting (``mesh_updates``): +1 each time the vertex array (positions and colours
 interleaved in ONE ``GeomVertexArrayData``, so one upload) is modified: once per push that keeps
@@ -41,6 +45,7 @@ from visuals.palette import (
     TRAINING_AGENT_RELAX,
     TRAINING_AGENT_UNCHECKED,
 )
+from visuals.trail_lod import SlotLayout, TrailLOD
 
 # The training agent keeps its own colours (rows follow calf.modes.Mode: certified, relax,
 # fallback, unchecked).
@@ -419,7 +424,10 @@ def vertex_view(vdata: Any) -> NDArray[np.void]:
 
 
 class BatchedTrailRenderer(Drawable):
-    """Every agent's trail in one Geom (one draw call); in-place, vectorised ring updates."""
+    """Every agent's trail in one Geom (one draw call); in-place, vectorised slot updates.
+
+    ``max_points`` is every trail's length in kept points; ``lod`` thins their older parts
+    (``None``: every point is drawn)."""
 
     def __init__(
         self,
@@ -429,33 +437,39 @@ class BatchedTrailRenderer(Drawable):
         mode_colors: ArrayLike = MODE_COLORS,
         thickness: float = 2.0,
         parent: Any = None,
+        lod: TrailLOD | None = None,
     ) -> None:
         from panda3d.core import ColorAttrib, Geom, GeomLines, GeomVertexArrayData
         from ursina import Entity, scene
 
         if int(max_agents) != max_agents or max_agents < 0:
             raise ValueError(f"max_agents must be a non-negative integer, got {max_agents!r}")
+        if lod is not None and not isinstance(lod, TrailLOD):
+            raise ValueError(f"lod must be a TrailLOD or None, got {lod!r}")
         self.max_points = _check_positive_int("max_points", max_points)
         self.decimation = _check_positive_int("decimation", decimation)
         self.thickness = check_positive("thickness", thickness)
         self.mode_colors = _mode_table(mode_colors)
         self._lut = colors_to_uint8(self.mode_colors)
+        self._lut_words = self._lut.view(np.uint32).reshape(-1)  # RGBA bytes as one word
+        self.lod = lod
+        self.layout = SlotLayout(self.max_points, lod)
+        self.slots_per_agent = self.layout.slots  # vertex rows and segment rows per agent
         self.capacity = max(int(max_agents), 1)
         self.num_agents = 0
         self.mesh_updates = 0  # vertex-array writes (uploads)
         self.index_updates = 0  # index-array writes
-        cap = self.capacity
-        self._head = np.zeros(cap, dtype=np.int64)  # next ring slot to write
-        self._count = np.zeros(cap, dtype=np.int64)  # points in the ring (<= P)
+        cap, S = self.capacity, self.slots_per_agent
+        self._kept = np.zeros(cap, dtype=np.int64)  # kept pushes since add/clear: next point's seq
         self._pushes = np.zeros(cap, dtype=np.int64)  # pushes since add/clear (decimation)
-        self._modes = np.zeros((cap, self.max_points), dtype=np.int8)  # mode of each ring slot
+        self._modes = np.zeros((cap, S), dtype=np.int8)  # mode of the point in each slot
 
         prim = GeomLines(Geom.UH_dynamic)
         prim.set_index_type(Geom.NT_uint32)
         self.entity = Entity(parent=parent if parent is not None else scene)
         node, self._vdata, self._prim = make_geom_node("batched_trails", prim, 0)
-        self._vdata.reserve_num_rows(self.capacity * self.max_points)
-        self._prim.modify_vertices().reserve_num_rows(2 * self.capacity * self.max_points)
+        self._vdata.reserve_num_rows(cap * S)
+        self._prim.modify_vertices().reserve_num_rows(2 * cap * S)
         fmt = self._prim.get_vertices().get_array_format()
         self._no_minmax = GeomVertexArrayData(fmt, Geom.UH_static)
         self.node = self.entity.attach_new_node(node)
@@ -472,30 +486,35 @@ class BatchedTrailRenderer(Drawable):
             -1, 2
         )
 
+    def _segment_words(self) -> NDArray[np.uint64]:
+        """The index array with one uint64 word per segment (its two uint32 indices)."""
+        return np.frombuffer(memoryview(self._prim.modify_vertices()), dtype=np.uint64)
+
     def _indices_written(self) -> None:
         self.index_updates += 1
-        rows = self.num_agents * self.max_points
+        rows = self.num_agents * self.slots_per_agent
         if rows:
             # Every index lies in [0, rows): tell Panda3D so instead of letting it rescan all
-            # 2*N*P indices before the next draw (the per-strip mins/maxs only matter for strip
+            # 2*N*S indices before the next draw (the per-strip mins/maxs only matter for strip
             # primitives, hence the empty arrays).
             self._prim.set_minmax(0, rows - 1, self._no_minmax, self._no_minmax)
 
     def _degenerate_segments(self, agents: NDArray[np.int64]) -> NDArray[np.uint32]:
-        """(len(agents) * P, 2) index rows that make every segment of these slots empty."""
-        rows = (agents[:, None] * self.max_points + np.arange(self.max_points)).reshape(-1)
+        """(len(agents) * S, 2) index rows that make every segment of these agents empty."""
+        S = self.slots_per_agent
+        rows = (agents[:, None] * S + np.arange(S)).reshape(-1)
         return np.repeat(rows.astype(np.uint32)[:, None], 2, axis=1)
 
     def _grow(self, need: int) -> None:
         new_cap = max(need, 2 * self.capacity)
-        for name in ("_head", "_count", "_pushes", "_modes"):
+        for name in ("_kept", "_pushes", "_modes"):
             old = getattr(self, name)
             grown = np.zeros((new_cap, *old.shape[1:]), dtype=old.dtype)
             grown[: len(old)] = old
             setattr(self, name, grown)
         self.capacity = new_cap
-        self._vdata.reserve_num_rows(new_cap * self.max_points)
-        self._prim.modify_vertices().reserve_num_rows(2 * new_cap * self.max_points)
+        self._vdata.reserve_num_rows(new_cap * self.slots_per_agent)
+        self._prim.modify_vertices().reserve_num_rows(2 * new_cap * self.slots_per_agent)
 
     # -- TrailSet --------------------------------------------------------------------------
 
@@ -509,19 +528,18 @@ class BatchedTrailRenderer(Drawable):
         old, new = self.num_agents, self.num_agents + n
         if new > self.capacity:
             self._grow(new)
-        P = self.max_points
+        S = self.slots_per_agent
         fresh = np.arange(old, new)
-        self._head[fresh] = 0
-        self._count[fresh] = 0
+        self._kept[fresh] = 0
         self._pushes[fresh] = 0
         self._modes[fresh] = 0
-        self._vdata.set_num_rows(new * P)
+        self._vdata.set_num_rows(new * S)
         v = vertex_view(self._vdata)
-        v[old * P :] = np.zeros(1, dtype=VERTEX_DTYPE)
+        v[old * S :] = np.zeros(1, dtype=VERTEX_DTYPE)
         self.mesh_updates += 1
-        self._prim.modify_vertices().set_num_rows(2 * new * P)
+        self._prim.modify_vertices().set_num_rows(2 * new * S)
         self.num_agents = new
-        self._index_view()[old * P :] = self._degenerate_segments(fresh)
+        self._index_view()[old * S :] = self._degenerate_segments(fresh)
         self._indices_written()
 
     def remove_agents(self, ids: ArrayLike) -> None:
@@ -532,18 +550,18 @@ class BatchedTrailRenderer(Drawable):
         keep_mask = np.ones(self.num_agents, dtype=bool)
         keep_mask[drop] = False
         keep = np.flatnonzero(keep_mask)
-        m, P = keep.size, self.max_points
-        for arr in (self._head, self._count, self._pushes, self._modes):
+        m, S = keep.size, self.slots_per_agent
+        for arr in (self._kept, self._pushes, self._modes):
             arr[:m] = arr[keep]
-        v = vertex_view(self._vdata).reshape(self.num_agents, P)
+        v = vertex_view(self._vdata).reshape(self.num_agents, S)
         v[:m] = v[keep]
-        idx = self._index_view().reshape(self.num_agents, P, 2)
-        shift = ((np.arange(m) - keep) * P).astype(np.int64)[:, None, None]
+        idx = self._index_view().reshape(self.num_agents, S, 2)
+        shift = ((np.arange(m) - keep) * S).astype(np.int64)[:, None, None]
         idx[:m] = (idx[keep].astype(np.int64) + shift).astype(np.uint32)
         del v, idx
-        self._vdata.set_num_rows(m * P)
+        self._vdata.set_num_rows(m * S)
         self.mesh_updates += 1
-        self._prim.modify_vertices().set_num_rows(2 * m * P)
+        self._prim.modify_vertices().set_num_rows(2 * m * S)
         self.num_agents = m
         self._indices_written()
 
@@ -552,18 +570,18 @@ class BatchedTrailRenderer(Drawable):
         agents = select_ids(ids, self.num_agents)
         if agents.size == 0:
             return
-        self._head[agents] = 0
-        self._count[agents] = 0
+        self._kept[agents] = 0
         self._pushes[agents] = 0
-        P = self.max_points
-        rows = (agents[:, None] * P + np.arange(P)).reshape(-1)
+        S = self.slots_per_agent
+        rows = (agents[:, None] * S + np.arange(S)).reshape(-1)
         self._index_view()[rows] = self._degenerate_segments(agents)
         self._indices_written()
 
     def push(self, positions: np.ndarray, modes: np.ndarray) -> None:
-        """One step for every agent: write the kept agents' new vertices and two segments each."""
+        """One step for every agent: write the kept agents' new vertices and the few segment
+        rows each push changes (``SlotLayout.push_writes``)."""
         pos, m = check_push(positions, modes, self.num_agents, len(self._lut))
-        n, P = self.num_agents, self.max_points
+        n, S = self.num_agents, self.slots_per_agent
         if n == 0:
             return
         if self.decimation == 1:
@@ -573,25 +591,23 @@ class BatchedTrailRenderer(Drawable):
         self._pushes[:n] += 1
         if ids.size == 0:
             return
-        head, count = self._head[ids], self._count[ids]
-        base = ids * P
-        row = base + head
-        v = vertex_view(self._vdata)
-        v["position"][row] = pos[ids]
-        v["color"][row] = self._lut[m[ids]]
+        who, src, dst = self.layout.push_writes(self._kept[ids])
+        new_slot = src[: ids.size]
+        # One 16-byte row per new vertex (float32 xyz, then the RGBA bytes as one word) and one
+        # 8-byte row per segment: a single fancy assignment each.
+        vert = np.empty((ids.size, 4), dtype=np.uint32)
+        vert[:, :3] = pos[ids].view(np.uint32)
+        vert[:, 3] = self._lut_words[m[ids]]
+        vertex_view(self._vdata).view(np.uint32).reshape(-1, 4)[ids * S + new_slot] = vert
         self.mesh_updates += 1
-        idx = self._index_view()
-        prev = base + (head - 1) % P
-        had = count > 0
-        # newest-but-one -> newest becomes a real segment; newest -> next (the oldest point when
-        # the ring is full) becomes degenerate. Order matters when P == 1 (the same segment).
-        idx[prev[had], 0] = prev[had]
-        idx[prev[had], 1] = row[had]
-        idx[row] = row[:, None]
+        base = ids[who] * S
+        seg = np.empty((who.size, 2), dtype=np.uint32)
+        seg[:, 0] = base + src
+        seg[:, 1] = base + dst
+        self._segment_words()[seg[:, 0]] = seg.view(np.uint64)[:, 0]
         self._indices_written()
-        self._modes[ids, head] = m[ids]
-        self._head[ids] = (head + 1) % P
-        self._count[ids] = np.minimum(count + 1, P)
+        self._modes[ids, new_slot] = m[ids]
+        self._kept[ids] += 1
 
     def extend(self, positions: ArrayLike, modes: ArrayLike) -> None:
         """T pushes, (T, N, 3) and (T, N) (used to fill trails)."""
@@ -603,14 +619,14 @@ class BatchedTrailRenderer(Drawable):
             self.push(pos[t], m[t])
 
     def polyline(self, agent: int) -> tuple[np.ndarray, np.ndarray]:
-        """This agent's trail, oldest first: points read from the vertex buffer and modes."""
+        """This agent's drawn trail, oldest first: points read from the vertex buffer and
+        modes (every kept point at full resolution, the ones its LOD keeps otherwise)."""
         if not 0 <= agent < self.num_agents:
             raise ValueError(f"agent must lie in [0, {self.num_agents}), got {agent}")
-        P = self.max_points
-        c, h = int(self._count[agent]), int(self._head[agent])
-        slots = (h - c + np.arange(c)) % P
+        S = self.slots_per_agent
+        slots = self.layout.slot(self.layout.drawn_seqs(int(self._kept[agent])))
         v = np.frombuffer(memoryview(self._vdata.get_array(0)), dtype=VERTEX_DTYPE)
-        return v["position"][agent * P + slots].copy(), self._modes[agent, slots].astype(np.int64)
+        return v["position"][agent * S + slots].copy(), self._modes[agent, slots].astype(np.int64)
 
     def _forget(self) -> None:
         self.num_agents = 0
