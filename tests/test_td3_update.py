@@ -424,3 +424,15 @@ def test_train_refuses_a_non_positive_batch() -> None:
     for fused in (False, True):
         with pytest.raises(ValueError, match="batch_size must be positive"):
             TD3(2, 1, 5.0, fused_update=fused).train(filled_replay(10), batch_size=0)
+
+
+def test_a_deep_copied_agent_trains_like_the_original() -> None:
+    """The copy gets its own flat tensors and workspace, not views of the original's."""
+    replay = filled_replay()
+    original = TD3(2, 1, 5.0, seed=6, dtype=F64)
+    original.train(replay, 32)
+    twin = copy.deepcopy(original)
+    for _ in range(4):
+        assert twin.train(replay, 32) == original.train(replay, 32)
+    assert_agents_close(original, twin, 0.0, 0.0)
+    assert twin.critic.flat.flat.data_ptr() != original.critic.flat.flat.data_ptr()
