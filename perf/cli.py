@@ -5,6 +5,8 @@ calf-perf compare  reference vs optimised, interleaved; table, JSON, plot, --che
 calf-perf sweep    optimised only, up to N = 1000: the scale targets
 calf-perf soak     a long optimised run with agents churning: RSS and node-count drift
 calf-perf flame    a py-spy flamegraph of a headless run
+calf-perf ab       this change against its base commit, in one job (exit 1: regression,
+                   3: too noisy to tell, 2: usage error)
 """
 
 from __future__ import annotations
@@ -137,6 +139,68 @@ def cmd_soak(a: argparse.Namespace) -> int:
     return 1 if (a.check and failed) else 0
 
 
+def _percent(text: str) -> float:
+    try:
+        value = float(text.rstrip("%")) / (100.0 if text.endswith("%") else 1.0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction or a percentage, got {text!r}"
+        ) from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a size between 0 and 100%, got {text!r}")
+    return value
+
+
+def _calibration(text: str) -> tuple[str, float | None]:
+    section, colon, pct = text.partition(":")
+    return section, (_percent(pct) if colon else None)
+
+
+def cmd_ab(a: argparse.Namespace) -> int:
+    from perf.ab import AbConfig, run_ab
+    from perf.ab_report import format_markdown, format_text, to_json
+    from perf.decision import Comparison, DecisionRule
+    from perf.micro import micro_comparisons
+    from perf.trees import trees
+
+    rule = DecisionRule(threshold=a.threshold)
+    calibrate = None
+    if a.calibrate:
+        section, size = a.calibrate
+        calibrate = (section, a.threshold if size is None else size)
+    quick = a.quick
+    cfg = AbConfig(
+        agents=tuple(a.agents or ((20,) if quick else (5, 20, 100))),
+        frames=a.frames or (60 if quick else 120),
+        rounds=a.rounds or (8 if quick else 12),
+        rule=rule,
+        calibrate=calibrate,
+        warmup=30 if quick else 60,
+    )
+    with trees(Path.cwd(), a.base, a.head) as (base, head):
+        print(f"ab: {base.name} vs {head.name}", flush=True)
+        micro: list[Comparison] = []
+        if not a.no_micro:
+            micro, only = micro_comparisons(
+                base,
+                head,
+                quick=True,
+                runs=1 if quick else 2,
+                on_run=lambda line: print(line, flush=True),
+            )
+            for name in only:
+                print(f"  micro: {name} exists on one side only (not compared)")
+        result = run_ab(base, head, cfg, micro, on_round=lambda line: print(line, flush=True))
+    print("\n" + format_text(result, rule))
+    if a.markdown:
+        atomic_write(a.markdown, lambda fh: fh.write(format_markdown(result, rule)))
+    if a.json:
+        _write_json(a.json, to_json(result, rule))
+    if result.regressions:
+        return 1
+    return 3 if result.inconclusive else 0
+
+
 def cmd_flame(a: argparse.Namespace) -> int:
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(pyspy).exists():
@@ -235,6 +299,29 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("-o", "--output", type=Path, default=Path("flame.svg"))
     common(f, 600, 0, json=False)
     f.set_defaults(fn=cmd_flame)
+
+    ab = sub.add_parser("ab", help="this change against its base commit, in one job")
+    ab.add_argument("--base", required=True, metavar="REF", help="the commit to compare with")
+    ab.add_argument(
+        "--head", metavar="REF", help="a commit (default: the working tree, uncommitted included)"
+    )
+    ab.add_argument("--quick", action="store_true", help="N=20 only, fewer and shorter rounds")
+    ab.add_argument("--agents", type=int, nargs="+", help="default 5 20 100 (quick: 20)")
+    ab.add_argument("--rounds", type=int, help="rounds per look (default 12, quick 8)")
+    ab.add_argument("--frames", type=int, help="measured frames per block (default 120, quick 60)")
+    ab.add_argument(
+        "--threshold", type=_percent, default=0.10, help="the regression size to catch (10%%)"
+    )
+    ab.add_argument(
+        "--calibrate",
+        type=_calibration,
+        metavar="SECTION[:PCT]",
+        help="inject this share of the frame into SECTION (default: the threshold, rotating)",
+    )
+    ab.add_argument("--no-micro", action="store_true", help="skip the pytest-benchmark suites")
+    ab.add_argument("--json", type=Path, metavar="PATH", help="every sample and decision")
+    ab.add_argument("--markdown", type=Path, metavar="PATH", help="e.g. $GITHUB_STEP_SUMMARY")
+    ab.set_defaults(fn=cmd_ab)
     return p
 
 
@@ -245,6 +332,6 @@ def main(argv: list[str] | None = None) -> int:
     except RunError as exc:
         print(f"calf-perf: {exc}", file=sys.stderr)
         return 1
-    except ValueError as exc:
+    except ValueError as exc:  # TreeError too: an unknown ref, pyproject.toml differs
         print(f"calf-perf: error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,102 @@
+"""``calf-perf ab`` end to end, in a temporary repository made from this tree: a committed
+slowdown is flagged (exit 1), a commit that changes nothing is not (exit 0).
+
+The slowdown is behaviour-preserving busy work in the policy stage, +25 % of an N = 20 frame on
+these machines (the ab run's own calibration proves +10 %).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SLOWDOWN = (
+    "visuals/agents.py",
+    '        with stage("physics"):\n',
+    '        with stage("physics"):\n'
+    '            _t = __import__("time").perf_counter() + 2.5e-3\n'
+    '            while __import__("time").perf_counter() < _t:\n'
+    "                pass\n",
+)
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "ab", "GIT_AUTHOR_EMAIL": "ab@example.com",
+           "GIT_COMMITTER_NAME": "ab", "GIT_COMMITTER_EMAIL": "ab@example.com"}  # fmt: skip
+    proc = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh repository holding this tree as it is (uncommitted changes included)."""
+    repo = tmp_path_factory.mktemp("ab") / "repo"
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")  # fmt: skip
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, repo / name)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "base")
+    return repo
+
+
+def ab(repo: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    return subprocess.run(
+        [sys.executable, "-m", "perf", "ab", "--base", "HEAD~1", "--head", "HEAD", "--quick",
+         "--no-micro", "--json", str(out)],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+
+
+def test_ab_flags_a_committed_slowdown(repo: Path, tmp_path: Path) -> None:
+    path, old, new = SLOWDOWN
+    target = repo / path
+    text = target.read_text()
+    assert old in text, "the slowdown patch no longer applies"
+    target.write_text(text.replace(old, new, 1))
+    git(repo, "commit", "-q", "-am", "slow physics")
+    try:
+        proc = ab(repo, tmp_path / "ab.json")
+        print(proc.stdout[-3000:])
+        assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr[-2000:]
+        data = json.loads((tmp_path / "ab.json").read_text())
+        assert data["verdict"].startswith("regression")
+        flagged = {d["metric"] for d in data["decisions"] if d["verdict"] == "regression"}
+        assert "frame p50 N=20" in flagged and "physics time N=20" in flagged
+    finally:
+        git(repo, "reset", "-q", "--hard", "HEAD~1")
+
+
+def test_ab_passes_a_commit_that_changes_nothing(repo: Path, tmp_path: Path) -> None:
+    git(repo, "commit", "-q", "--allow-empty", "-m", "nothing")
+    try:
+        proc = ab(repo, tmp_path / "ab.json")
+        print(proc.stdout[-3000:])
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+        data = json.loads((tmp_path / "ab.json").read_text())
+        assert all(c["caught"] for c in data["calibrations"])
+    finally:
+        git(repo, "reset", "-q", "--hard", "HEAD~1")
+
+
+def test_ab_refuses_an_unknown_ref_with_one_line(repo: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "perf", "ab", "--base", "no-such-ref", "--quick"],
+        cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["calf-perf: error: unknown ref 'no-such-ref'"]
