@@ -23,6 +23,7 @@ class Layer:
 @dataclass
 class Text:
     layouts: int = 0
+    wasted: int = 0
 
 
 def make() -> tuple[WorkMeter, nn.Module, Layer, Text]:
@@ -58,7 +59,7 @@ def test_forwards_count_under_the_stage_that_made_them():
     assert last["forwards.inference"] == 1
     assert last["vis_forward_passes"] == 5 and last["train_forward_passes"] == 1
     assert last["uploads.trails"] == 2 and last["mesh_updates"] == 2
-    assert last["layouts.panel"] == 1
+    assert last["layouts.panel"] == 1 and last["wasted_layouts.panel"] == 0
     assert last["draw_calls"] == 7
     assert meter.counter.swap_tag("x") == "inference"  # every stage put its outer tag back
 

@@ -9,7 +9,8 @@ implementations side by side:
   rebuild of the text and an assignment every frame.
 
 Every Ursina ``Text`` here is a ``CountedText``: assigning ``text`` re-lays out the whole string,
-so the number of assignments (``layouts``) is the panel's exact per-frame work.
+so the number of assignments (``layouts``) is the panel's exact per-frame work, and assigning the
+string already shown (``wasted``) is work for nothing.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from visuals.stats_cache import ReferenceStatsPanel, StatsCache
 
 
 class CountedText(Text):
-    """An Ursina Text that counts its layouts: every assignment to ``text``."""
+    """An Ursina Text that counts its layouts (every assignment to ``text``) and the wasted ones
+    (assigning the string it already shows)."""
 
     layouts = 0
+    wasted = 0
 
     @property
     def text(self) -> str:
@@ -37,6 +40,8 @@ class CountedText(Text):
     @text.setter
     def text(self, value: str) -> None:
         self.layouts += 1
+        if value == getattr(self, "raw_text", None):
+            self.wasted += 1
         Text.text.fset(self, value)
 
 

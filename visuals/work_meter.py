@@ -28,9 +28,11 @@ class WrittenLayer(Protocol):
 
 
 class LaidOutText(Protocol):
-    """A text whose layouts (assignments of its string) are counted (monotone)."""
+    """A text whose layouts (assignments of its string) are counted, and those that assigned
+    the string it already showed (monotone)."""
 
     layouts: int
+    wasted: int
 
 
 class _Stage:
@@ -119,6 +121,7 @@ class WorkMeter:
         totals: dict[str, float] = {f"forwards.{t}": self.counter.count(tag=t) for t in tags}
         totals.update({f"uploads.{k}": v.mesh_updates for k, v in self._layers.items()})
         totals.update({f"layouts.{k}": v.layouts for k, v in self._texts.items()})
+        totals.update({f"wasted_layouts.{k}": v.wasted for k, v in self._texts.items()})
         return totals
 
     def end_frame(self) -> dict[str, float]:
