@@ -1,10 +1,10 @@
 """The fused TD3 update: the reference update's arithmetic in under a third of the tensor ops.
 
-Per update: one replay gather into a reused buffer; the target actor as usual; both target and
-online critic heads as one batched matmul per layer (``calf.twin_critic``); a hand-written
-backward instead of an autograd graph; Adam and the soft update as a few ops on flat tensors
-(``calf.flat``); losses read once at the end. Every network forward still goes through the
-module (one counted forward each, as in the reference update).
+Per update: one replay gather into a reused buffer; every forward into preallocated buffers,
+both critic heads (target and online) as one batched matmul per layer (``calf.twin_critic``);
+a hand-written backward instead of an autograd graph; Adam and the soft update as one op per
+network on flat tensors (``calf.flat``); losses read once at the end. Every network forward
+still goes through the module (one counted forward each, as in the reference update).
 
 It computes what ``ReferenceUpdate`` computes, to float rounding: the same draws (replay indices,
 smoothing noise), the same formulas; only summation orders differ
@@ -57,6 +57,8 @@ class _Workspace:
         self.target_critic = TwinCriticPass(batch, sd, ad, h, td3.dtype, td3.device)
         self.critic = TwinCriticPass(batch, sd, ad, h, td3.dtype, td3.device)
         self.q1 = Q1Pass(batch, sd, ad, h, td3.dtype, td3.device)
+        # The target actor too: the same arithmetic as its module forward, into reused buffers.
+        self.target_actor = ActorPass(batch, sd, ad, h, td3.max_action, td3.dtype, td3.device)
         self.actor = ActorPass(batch, sd, ad, h, td3.max_action, td3.dtype, td3.device)
 
     def fits(self, batch: int, replay: ReplayBuffer) -> bool:
@@ -91,7 +93,8 @@ class FusedUpdate:
             # Target policy smoothing, then the TD target from the twin target heads.
             noise = torch.randn(ws.noise.shape, generator=td3.torch_gen, out=ws.noise)
             noise.mul_(td3.policy_noise).clamp_(-td3.noise_clip, td3.noise_clip)
-            next_action = td3.actor_target(ws.next_state).add_(noise)
+            next_action = td3.actor_target(ws.next_state, fused_pass=ws.target_actor)
+            next_action.add_(noise)
             next_action.clamp_(-td3.max_action, td3.max_action)
             tq1, tq2 = td3.critic_target(ws.next_state, next_action, fused_pass=ws.target_critic)
             target_q = torch.minimum(tq1, tq2, out=ws.target_q)
