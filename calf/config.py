@@ -101,7 +101,7 @@ class NominalConfig:
     """The PD fallback a = clip(-kp x - kd v)."""
 
     kp: float = _field(1.0, "PD position gain", lo=0.0)
-    kd: float = _field(1.5, "PD velocity gain", lo=0.0)
+    kd: float = _field(1.0, "PD velocity gain", lo=0.0)
 
 
 @dataclass(frozen=True)

@@ -194,7 +194,7 @@ def test_out_refuses_a_folder_that_holds_a_run(in_tmp: Path, capsys) -> None:
 def test_print_config_is_the_resolved_toml(in_tmp: Path, capsys) -> None:
     assert main(["--print-config", "--calf.nu-bar", "0.3"]) == 0
     data = tomllib.loads(capsys.readouterr().out)
-    assert data["calf"]["nu_bar"] == 0.3 and data["nominal"] == {"kp": 1.0, "kd": 1.5}
+    assert data["calf"]["nu_bar"] == 0.3 and data["nominal"] == {"kp": 1.0, "kd": 1.0}
     assert os.listdir(in_tmp) == []
 
 
