@@ -74,6 +74,8 @@ class EnvConfig:
 
 @dataclass(frozen=True)
 class TD3Config:
+    """The TD3 learner and its exploration."""
+
     hidden_dim: int = _field(64, "hidden units per layer (actor and critic)", lo=1)
     lr: float = _field(3e-4, "Adam learning rate", lo=0.0, lo_open=True)
     discount: float = _field(0.99, "discount factor gamma", lo=0.0, hi=1.0)
@@ -89,6 +91,8 @@ class TD3Config:
 
 @dataclass(frozen=True)
 class CALFConfig:
+    """The certificate (q - q_dagger >= nu_bar, kappa bounds) and the relax probability."""
+
     nu_bar: float = _field(1.0, "required critic improvement over the last certificate", lo=0.0)
     kappa_low_coef: float = _field(0.01, "lower K-infinity bound: k_low |s|^2 <= -Q", lo=0.0)
     kappa_up_coef: float = _field(1000.0, "upper K-infinity bound: -Q <= k_up |s|^2", lo=0.0)
@@ -106,6 +110,8 @@ class NominalConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """What to train, for how long, and how often to evaluate and keep checkpoints."""
+
     algo: str = _field("calf", "calf, or td3 for the plain TD3 agent", choices=ALGOS)
     episodes: int = _field(60, "training episodes", lo=1)
     seed: int = _field(0, "seed of networks, exploration and resets")
@@ -116,6 +122,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
+    """Evaluations: CALF as deployed, actor alone, nominal alone from the same start states."""
+
     rollouts: int = _field(100, "seeded start states per evaluation (E)", lo=1)
     max_steps: int = _field(1000, "step limit of an evaluation rollout", lo=1)
     seed: int = _field(12345, "seed of the evaluation start states")
@@ -339,7 +347,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, short_flags: bool = Tr
                 *flags,
                 dest=_DEST + key,
                 default=argparse.SUPPRESS,
-                metavar=_kind(f).__name__.upper(),
+                metavar="{" + ",".join(meta["choices"]) + "}"
+                if meta["choices"]
+                else _kind(f).__name__.upper(),
                 help=f"{meta['help']} (default {default})",
             )
 
