@@ -52,9 +52,12 @@ def test_reference_panel_lays_out_every_frame(ursina_app):
     assert panel.text.wasted - start[1] == 4  # the same text again and again
 
 
-def test_fps_counter_lays_out_once_per_period(ursina_app):
+def test_fps_counter_lays_out_once_per_period_and_only_a_new_figure(ursina_app):
     fps = FpsCounter(period=30)
     start = fps.text.layouts
     for frame in range(1, 91):
         fps.show(60.0 + frame, frame)
     assert fps.text.layouts - start == 3
+    for frame in range(91, 181):
+        fps.show(60.0, frame)  # the same figure: laid out once, then left alone
+    assert fps.text.layouts - start == 4 and fps.text.wasted == 0

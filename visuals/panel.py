@@ -32,6 +32,7 @@ class CountedText(Text):
 
     layouts = 0
     wasted = 0
+    raw_text = ""  # Ursina keeps the last string assigned here (none yet: "")
 
     @property
     def text(self) -> str:
@@ -40,7 +41,7 @@ class CountedText(Text):
     @text.setter
     def text(self, value: str) -> None:
         self.layouts += 1
-        if value == getattr(self, "raw_text", None):
+        if value == self.raw_text:
             self.wasted += 1
         Text.text.fset(self, value)
 
@@ -86,7 +87,8 @@ class ReferencePanel:
 
 
 class FpsCounter:
-    """The FPS figure in the top-right corner, laid out once every ``period`` frames."""
+    """The FPS figure in the top-right corner, laid out at most once every ``period`` frames
+    (and not when the figure reads as before)."""
 
     def __init__(self, period: int = 30) -> None:
         self.period = period
@@ -96,4 +98,6 @@ class FpsCounter:
 
     def show(self, fps: float, frame_index: int) -> None:
         if frame_index % self.period == 0:
-            self.text.text = f"{fps:5.1f} FPS"
+            text = f"{fps:5.1f} FPS"
+            if text != self.text.raw_text:
+                self.text.text = text
