@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from visuals.markers import BatchedMarkers, MarkerEntities, MarkerSet, mode_marker_colors
-from visuals.palette import MODE_COLORS
+from visuals.palette import MODE_COLORS, TRAINING_MODE_COLORS
 from visuals.scene_stats import count_draw_calls
-from visuals.trails import TRAINING_MODE_COLORS, colors_to_uint8
+from visuals.trails import colors_to_uint8
 
 
 def sphere_state(markers: MarkerEntities) -> tuple[np.ndarray, np.ndarray]:
@@ -58,9 +58,10 @@ def test_update_writes_positions_and_colours_into_the_one_geom(ursina_app):
         m.set_count(6)  # past max_agents: grows
         pos = rng.normal(size=(6, 3)).astype(np.float32)
         modes = rng.integers(0, len(MODE_COLORS), 6)
-        before = m.mesh_updates
+        before, written = m.mesh_updates, m.bytes_written
         m.update(pos, modes)
         assert m.mesh_updates - before == 1
+        assert m.bytes_written - written == 6 * 16  # one 16-byte vertex per marker
         got_p, got_c, drawn = read_markers(m)
         np.testing.assert_array_equal(got_p, pos)
         np.testing.assert_array_equal(got_c, colors_to_uint8(mode_marker_colors(modes)))

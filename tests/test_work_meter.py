@@ -18,6 +18,7 @@ from visuals.work_meter import WorkMeter
 @dataclass
 class Layer:
     mesh_updates: int = 0
+    bytes_written: int = 0
 
 
 @dataclass
@@ -51,6 +52,7 @@ def test_forwards_count_under_the_stage_that_made_them():
         net(x)
     net(x)  # outside every stage
     layer.mesh_updates += 2
+    layer.bytes_written += 320
     text.layouts += 1
     last = meter.end_frame()
     assert last["forwards.policy"] == 3
@@ -59,6 +61,7 @@ def test_forwards_count_under_the_stage_that_made_them():
     assert last["forwards.inference"] == 1
     assert last["vis_forward_passes"] == 5 and last["train_forward_passes"] == 1
     assert last["uploads.trails"] == 2 and last["mesh_updates"] == 2
+    assert last["vertex_bytes.trails"] == 320
     assert last["layouts.panel"] == 1 and last["wasted_layouts.panel"] == 0
     assert last["draw_calls"] == 7
     assert meter.counter.swap_tag("x") == "inference"  # every stage put its outer tag back

@@ -80,7 +80,8 @@ class CriticHeatmap:
     ``q_grid`` (G, G), rows follow v and columns follow x like ``np.meshgrid(xs, vs)``, None
     before the first computation; ``xs``, ``vs`` the grid axes; ``q2_range``; ``refreshes``
     (grid computations so far); ``mesh_updates`` (vertex-buffer writes so far: 2 when drawn,
-    then 2 per refresh while drawn: the surface's and the overlay's array). ``grid_size`` and
+    then 2 per refresh while drawn: the surface's and the overlay's array) and ``bytes_written``
+    (their bytes). ``grid_size`` and
     the axis ranges are fixed at construction (derived tables depend on them);
     ``height_scale`` and ``surface_epsilon`` may change and apply from the next call (the drawn
     surface from the next refresh or ``update_mesh()``).
@@ -150,6 +151,7 @@ class CriticHeatmap:
         self._height_fp = np.zeros(2)
         self.refreshes = 0
         self.mesh_updates = 0
+        self.bytes_written = 0
         self.last_refresh_step: int | None = None
 
         self.root: Any = None
@@ -478,6 +480,7 @@ class CriticHeatmap:
             gnode.get_geom(0).mark_bounds_stale()
             gnode.mark_internal_bounds_stale()
             self.mesh_updates += 1
+            self.bytes_written += 0 if buf is None else buf.nbytes
 
     @staticmethod
     def _make_geom_node(

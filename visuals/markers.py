@@ -32,9 +32,11 @@ SPHERE_WORLD_PER_PIXEL = 0.02
 
 
 class MarkerSet(Protocol):
-    """What the visual agents need from their markers: one per agent, moved every frame."""
+    """What the visual agents need from their markers: one per agent, moved every frame.
+    ``mesh_updates`` and ``bytes_written`` count vertex-buffer writes (monotone)."""
 
     mesh_updates: int
+    bytes_written: int
 
     @property
     def num_agents(self) -> int: ...
@@ -80,6 +82,7 @@ class BatchedMarkers(Drawable):
         self._lut = colors_to_uint8(mode_colors)
         self.count = 0
         self.mesh_updates = 0  # vertex-array writes (each is one upload)
+        self.bytes_written = 0  # bytes written into the vertex and index arrays
         self.entity = Entity(parent=parent if parent is not None else scene)
         node, self._vdata, self._prim = make_geom_node(
             "batched_markers", GeomPoints(Geom.UH_dynamic), 0
@@ -110,10 +113,11 @@ class BatchedMarkers(Drawable):
             v[old:] = np.zeros(1, dtype=VERTEX_DTYPE)
             v["color"][old:] = 255
             del v
+            self.bytes_written += (n - old) * VERTEX_DTYPE.itemsize
         self.mesh_updates += 1
         self._prim.clear_vertices()
         if n:
-            self._prim.add_consecutive_vertices(0, n)
+            self._prim.add_consecutive_vertices(0, n)  # a range, no index array
         self.count = n
 
     def update(self, positions: ArrayLike, modes: ArrayLike) -> None:
@@ -125,6 +129,7 @@ class BatchedMarkers(Drawable):
         v["position"] = pos
         v["color"] = self._lut[m]
         self.mesh_updates += 1
+        self.bytes_written += self.count * VERTEX_DTYPE.itemsize
 
     def _forget(self) -> None:
         self.count = 0
@@ -146,6 +151,7 @@ class MarkerEntities(Drawable):
         self.mode_colors = np.asarray(mode_colors, dtype=np.float32)
         self.world_per_pixel = check_positive("world_per_pixel", world_per_pixel)
         self.mesh_updates = 0  # moving or recolouring an Entity rebuilds no mesh
+        self.bytes_written = 0
         self.entity = Entity(parent=parent if parent is not None else scene)
         self.spheres: list[Any] = []
 

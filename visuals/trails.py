@@ -38,29 +38,12 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from visuals.drawable import Drawable, check_positive
-from visuals.palette import (
-    MODE_COLORS,
-    TRAINING_AGENT_CERTIFIED,
-    TRAINING_AGENT_FALLBACK,
-    TRAINING_AGENT_RELAX,
-    TRAINING_AGENT_UNCHECKED,
-)
+from visuals.palette import MODE_COLORS
 from visuals.trail_lod import SlotLayout, TrailLOD
-
-# The training agent keeps its own colours (rows follow calf.modes.Mode: certified, relax,
-# fallback, unchecked).
-TRAINING_MODE_COLORS = np.array(
-    [
-        TRAINING_AGENT_CERTIFIED,
-        TRAINING_AGENT_RELAX,
-        TRAINING_AGENT_FALLBACK,
-        TRAINING_AGENT_UNCHECKED,
-    ],
-    dtype=np.float32,
-)
 
 # One interleaved vertex: float32 x, y, z then RGBA as uint8 (16 bytes, matches _vertex_format()).
 VERTEX_DTYPE = np.dtype([("position", "<f4", (3,)), ("color", "u1", (4,))])
+SEGMENT_BYTES = 8  # one line segment: two uint32 vertex indices
 
 
 def uniform_mode_colors(
@@ -140,11 +123,17 @@ def check_push(
 
 @runtime_checkable
 class TrailSet(Protocol):
-    """What the visual trainer needs from a set of trails (both implementations satisfy it)."""
+    """What the visual trainer needs from a set of trails (both implementations satisfy it).
+    ``mesh_updates`` counts vertex-buffer uploads and ``bytes_written`` their bytes (monotone)."""
 
-    num_agents: int
-    mesh_updates: int
     entity: Any
+
+    @property
+    def num_agents(self) -> int: ...
+    @property
+    def mesh_updates(self) -> int: ...
+    @property
+    def bytes_written(self) -> int: ...
 
     def add_agents(self, n: int) -> None: ...
     def remove_agents(self, ids: ArrayLike) -> None: ...
@@ -190,6 +179,7 @@ class LineTrail(Drawable):
         self._pushes = 0  # since creation or clear, for decimation
         self._since_rebuild = 0
         self.mesh_updates = 0  # segment meshes regenerated
+        self.bytes_written = 0  # their float32 positions
 
     @property
     def points(self) -> NDArray[np.float32]:
@@ -282,6 +272,7 @@ class LineTrail(Drawable):
                 seg = Entity(parent=self.entity, model=mesh, color=color)
                 self._segments.append(seg)
             self.mesh_updates += 1
+            self.bytes_written += 12 * len(verts)
             used += 1
         for seg in self._segments[used:]:
             if seg.visible:
@@ -312,7 +303,7 @@ class LineTrailGroup(Drawable):
         self.mode_colors = _mode_table(mode_colors)
         self.entity = Entity(parent=parent if parent is not None else scene)
         self.trails: list[LineTrail] = []
-        self._retired_updates = 0  # mesh updates of removed trails keep counting
+        self._retired = (0, 0)  # mesh updates and bytes of removed trails keep counting
 
     @property
     def num_agents(self) -> int:
@@ -320,7 +311,11 @@ class LineTrailGroup(Drawable):
 
     @property
     def mesh_updates(self) -> int:
-        return self._retired_updates + sum(t.mesh_updates for t in self.trails)
+        return self._retired[0] + sum(t.mesh_updates for t in self.trails)
+
+    @property
+    def bytes_written(self) -> int:
+        return self._retired[1] + sum(t.bytes_written for t in self.trails)
 
     def add_agents(self, n: int) -> None:
         """Append ``n`` empty trails."""
@@ -344,7 +339,8 @@ class LineTrailGroup(Drawable):
         kept = []
         for i, trail in enumerate(self.trails):
             if i in drop:
-                self._retired_updates += trail.mesh_updates
+                updates, written = self._retired
+                self._retired = (updates + trail.mesh_updates, written + trail.bytes_written)
                 trail.destroy()
             else:
                 kept.append(trail)
@@ -459,6 +455,7 @@ class BatchedTrailRenderer(Drawable):
         self.num_agents = 0
         self.mesh_updates = 0  # vertex-array writes (uploads)
         self.index_updates = 0  # index-array writes
+        self.bytes_written = 0  # bytes written into the vertex and index arrays
         cap, S = self.capacity, self.slots_per_agent
         self._kept = np.zeros(cap, dtype=np.int64)  # kept pushes since add/clear: next point's seq
         self._pushes = np.zeros(cap, dtype=np.int64)  # pushes since add/clear (decimation)
@@ -541,6 +538,7 @@ class BatchedTrailRenderer(Drawable):
         self.num_agents = new
         self._index_view()[old * S :] = self._degenerate_segments(fresh)
         self._indices_written()
+        self.bytes_written += n * S * (VERTEX_DTYPE.itemsize + SEGMENT_BYTES)
 
     def remove_agents(self, ids: ArrayLike) -> None:
         """Drop these trails; the rest keep their order and move down into contiguous slots."""
@@ -564,6 +562,7 @@ class BatchedTrailRenderer(Drawable):
         self._prim.modify_vertices().set_num_rows(2 * m * S)
         self.num_agents = m
         self._indices_written()
+        self.bytes_written += m * S * (VERTEX_DTYPE.itemsize + SEGMENT_BYTES)
 
     def clear(self, ids: ArrayLike) -> None:
         """Empty these trails (episode ended): their segments become degenerate."""
@@ -576,6 +575,7 @@ class BatchedTrailRenderer(Drawable):
         rows = (agents[:, None] * S + np.arange(S)).reshape(-1)
         self._index_view()[rows] = self._degenerate_segments(agents)
         self._indices_written()
+        self.bytes_written += rows.size * SEGMENT_BYTES
 
     def push(self, positions: np.ndarray, modes: np.ndarray) -> None:
         """One step for every agent: write the kept agents' new vertices and the few segment
@@ -606,6 +606,7 @@ class BatchedTrailRenderer(Drawable):
         seg[:, 1] = base + dst
         self._segment_words()[seg[:, 0]] = seg.view(np.uint64)[:, 0]
         self._indices_written()
+        self.bytes_written += ids.size * VERTEX_DTYPE.itemsize + who.size * SEGMENT_BYTES
         self._modes[ids, new_slot] = m[ids]
         self._kept[ids] += 1
 

@@ -22,17 +22,23 @@ TRAINING = "training"  # the stage (and forward tag) of the training agent's ste
 
 
 class WrittenLayer(Protocol):
-    """A drawn layer whose vertex-buffer writes are counted (monotone)."""
+    """A drawn layer whose vertex-buffer writes (uploads) and their bytes are counted
+    (monotone)."""
 
-    mesh_updates: int
+    @property
+    def mesh_updates(self) -> int: ...
+    @property
+    def bytes_written(self) -> int: ...
 
 
 class LaidOutText(Protocol):
     """A text whose layouts (assignments of its string) are counted, and those that assigned
     the string it already showed (monotone)."""
 
-    layouts: int
-    wasted: int
+    @property
+    def layouts(self) -> int: ...
+    @property
+    def wasted(self) -> int: ...
 
 
 class _Stage:
@@ -120,6 +126,7 @@ class WorkMeter:
         tags = {*self._stages, *self.counter.tags()}
         totals: dict[str, float] = {f"forwards.{t}": self.counter.count(tag=t) for t in tags}
         totals.update({f"uploads.{k}": v.mesh_updates for k, v in self._layers.items()})
+        totals.update({f"vertex_bytes.{k}": v.bytes_written for k, v in self._layers.items()})
         totals.update({f"layouts.{k}": v.layouts for k, v in self._texts.items()})
         totals.update({f"wasted_layouts.{k}": v.wasted for k, v in self._texts.items()})
         return totals
