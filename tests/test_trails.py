@@ -21,11 +21,10 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from visuals.palette import MODE_COLORS, TIMELINE_COLOR
+from visuals.palette import MODE_COLORS, TIMELINE_COLOR, TRAINING_MODE_COLORS
 from visuals.scene_stats import count_draw_calls
 from visuals.trail_lod import SlotLayout, TrailLOD
 from visuals.trails import (
-    TRAINING_MODE_COLORS,
     BatchedTrailRenderer,
     LineTrail,
     LineTrailGroup,

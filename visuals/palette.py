@@ -19,6 +19,16 @@ TRAINING_AGENT_CERTIFIED = (1.0, 0.9, 0.1, 1.0)  # yellow
 TRAINING_AGENT_FALLBACK = (0.95, 0.2, 0.2, 1.0)  # red
 TRAINING_AGENT_RELAX = (1.0, 0.65, 0.1, 1.0)  # orange
 TRAINING_AGENT_UNCHECKED = (0.85, 0.85, 0.88, 1.0)  # light grey: warm-up and TD3-only steps
+# The training agent's own colours, rows in Mode order like MODE_COLORS.
+TRAINING_MODE_COLORS = np.array(
+    [
+        TRAINING_AGENT_CERTIFIED,
+        TRAINING_AGENT_RELAX,
+        TRAINING_AGENT_FALLBACK,
+        TRAINING_AGENT_UNCHECKED,
+    ],
+    dtype=np.float32,
+)
 GOAL_COLOR = (0.3, 0.6, 1.0, 1.0)
 TIMELINE_COLOR = (0.55, 0.8, 1.0, 1.0)
 BACKGROUND = (0.09, 0.10, 0.12, 1.0)

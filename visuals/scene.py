@@ -19,15 +19,13 @@ from calf.modes import Mode
 from visuals.config import VisualConfig
 from visuals.heatmap import CriticHeatmap
 from visuals.offscreen import disable_generated_shaders
-from visuals.palette import GOAL_COLOR, TRAINING_AGENT_UNCHECKED
-from visuals.trails import TRAINING_MODE_COLORS, BatchedTrailRenderer
+from visuals.palette import GOAL_COLOR, TRAINING_MODE_COLORS
+from visuals.trails import BatchedTrailRenderer
 
 FLOOR_Y = -0.05  # below the surface's lowest point (height 0)
 TIMELINE_GAP = 1.5  # world units between the plane's far edge and the timeline
 TIMELINE_SCALE = 0.3  # world y per unit of log(1 + |Q†|)
 TIMELINE_HEIGHT = 1.6  # world units from the timeline's baseline to its top
-# The training agent's colour per Mode (the trail table plus the unchecked row).
-_TRAINING_COLORS = np.vstack([TRAINING_MODE_COLORS, TRAINING_AGENT_UNCHECKED]).astype(np.float32)
 
 
 def _rgba(c: Iterable[float]) -> Any:
@@ -49,7 +47,7 @@ class Scene:
         heatmap.draw(parent=self.world)
         self._build_floor()
 
-        self._training_colors = {m: _rgba(_TRAINING_COLORS[m]) for m in Mode}
+        self._training_colors = {m: _rgba(TRAINING_MODE_COLORS[m]) for m in Mode}
         self._agent_mode = Mode.UNCHECKED
         self.agent_entity = Entity(
             parent=self.world,
@@ -60,7 +58,7 @@ class Scene:
         self.agent_trail = BatchedTrailRenderer(
             max_agents=1,
             max_points=cfg.trail_points,
-            mode_colors=_TRAINING_COLORS,
+            mode_colors=TRAINING_MODE_COLORS,
             thickness=cfg.trail_thickness + 1,
             parent=self.world,
         )
