@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from calf import CALFController, pd_nominal_policy
@@ -48,6 +50,17 @@ def test_each_reference_name_swaps_exactly_its_stages(ursina_app, name, position
     pairs = zip(kinds(optimised), kinds(swapped), strict=True)
     changed = [i for i, (a, b) in enumerate(pairs) if a is not b]
     assert position in changed and len(changed) == (2 if name == "trails" else 1)
+
+
+@pytest.mark.parametrize(
+    "n, setting, lod", [(5, None, False), (50, None, True), (5, True, True), (500, False, False)]
+)
+def test_trail_level_of_detail_follows_the_preset_or_the_agent_count(ursina_app, n, setting, lod):
+    ctrl = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=0)
+    cfg = replace(preset("low"), trail_lod=setting)
+    stages = build_stages(cfg, ctrl, CriticHeatmap(ctrl.td3), "calf", frozenset(), None, n)
+    assert isinstance(stages.trails, BatchedTrailRenderer)
+    assert (stages.trails.lod is not None) == lod
 
 
 def test_td3_algo_acts_with_the_actor_alone(ursina_app):

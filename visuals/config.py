@@ -31,6 +31,9 @@ DEFAULT_STATS_PERIODS: MappingProxyType[str, int] = MappingProxyType(
 )
 
 
+TRAIL_LOD_AUTO_AGENTS = 50  # from here on, full-resolution trails cost llvmpipe more than 2 ms
+
+
 @dataclass(frozen=True)
 class VisualConfig:
     preset: str = "medium"
@@ -38,6 +41,9 @@ class VisualConfig:
     trail_points: int = 600  # per agent, ring buffer
     trail_decimation: int = 1  # keep every k-th point
     trail_thickness: float = 2.0
+    # Trail level of detail (the newest points at full resolution, older ones thinned): None
+    # turns it on for TRAIL_LOD_AUTO_AGENTS agents or more, chosen when the trails are built.
+    trail_lod: bool | None = None
     grid_size: int = 21  # critic surface resolution (G x G)
     heatmap_update_every: int = 500  # training steps between critic-grid refreshes
     height_scale: float = 3.0
@@ -47,6 +53,10 @@ class VisualConfig:
     timeline_points: int = 300  # Q-certificate timeline length
     marker_size: float = 8.0  # pixels
     stats_periods: MappingProxyType[str, int] = field(default_factory=lambda: DEFAULT_STATS_PERIODS)
+
+    def use_trail_lod(self, n_agents: int) -> bool:
+        """Whether trails for ``n_agents`` agents are drawn with level of detail."""
+        return n_agents >= TRAIL_LOD_AUTO_AGENTS if self.trail_lod is None else self.trail_lod
 
 
 PRESETS: dict[str, VisualConfig] = {
