@@ -9,6 +9,11 @@ perf-only knob, so the frame itself has none:
 - ``series=F``: every F frames sample RSS, scene nodes and agents (soak runs);
 - ``work=1``: keep every frame's exact work counts (forwards by stage, buffer writes by layer,
   text layouts by text) after the warm-up, for the work budgets;
+- ``calls=F``: every F frames after the warm-up, count the Python calls of one whole frame (its
+  render and its update) by the stage making them, through ``sys.setprofile``: a per-agent
+  Python loop shows as a count that grows with N;
+- ``tracemalloc=F``: trace Python allocations from the end of the warm-up and sample the traced
+  bytes every F frames (the leak slope);
 - ``inject=STAGE:MS``: MS milliseconds of busy work added to every run of STAGE (a known,
   behaviour-preserving slowdown, for the harness's calibration);
 - ``serve=1``: instead of running to the frame limit, run blocks of frames on command (see
@@ -22,6 +27,8 @@ from __future__ import annotations
 
 import json
 import sys
+import tracemalloc
+from collections import Counter
 from dataclasses import dataclass, fields
 from typing import Any, TextIO
 
@@ -35,6 +42,8 @@ class ProbeConfig:
     churn: int = 0
     series: int = 0
     work: bool = False
+    calls: int = 0
+    tracemalloc: int = 0
     inject: tuple[str, float] | None = None
     serve: bool = False
 
@@ -74,6 +83,9 @@ class Probe:
         self._churn_rng = np.random.default_rng(seed + 2)
         self.series: list[dict[str, float]] = []
         self.work: list[dict[str, float]] = []
+        self.calls: list[dict[str, Any]] = []
+        self.traced: list[tuple[int, int]] = []  # (frame, traced Python bytes)
+        self._counter: _CallCounter | None = None
 
     def start(self, app: Any) -> None:
         """Before the first frame: prefill the replay and set up the injected work."""
@@ -84,8 +96,16 @@ class Probe:
 
     def after_frame(self, app: Any) -> None:
         cfg, i = self.config, app.frame_index
+        if self._counter is not None:
+            sys.setprofile(None)
+            self.calls.append({"frame": i, "agents": len(app.agents), **self._counter.counts})
+            self._counter = None
         if cfg.work and i > cfg.warmup:
-            self.work.append({"frame": i, **app.meter.last})
+            self.work.append({"frame": i, "agents": len(app.agents), **app.meter.last})
+        if cfg.tracemalloc and i >= cfg.warmup and (i - cfg.warmup) % cfg.tracemalloc == 0:
+            if not tracemalloc.is_tracing():
+                tracemalloc.start()
+            self.traced.append((i, tracemalloc.get_traced_memory()[0]))
         if cfg.churn and i % cfg.churn == 0:
             with app.meter.stage("churn"):
                 self._churn(app)
@@ -94,6 +114,9 @@ class Probe:
                 self._sample(app)
         if i == cfg.warmup and i > 0:
             app.reset_profiler()
+        if cfg.calls and i >= cfg.warmup and (i - cfg.warmup) % cfg.calls == 0:
+            self._counter = _CallCounter(app.meter)
+            sys.setprofile(self._counter)  # counts the next frame: its render, then its update
 
     def _churn(self, app: Any) -> None:
         agents, n0 = app.agents, max(app.initial_agents, 2)
@@ -148,4 +171,23 @@ class Probe:
 
     def report(self) -> dict[str, Any]:
         """What the probe recorded, for the profile JSON."""
-        return {"config": self.config.__dict__, "series": self.series, "work": self.work}
+        return {
+            "config": self.config.__dict__,
+            "series": self.series,
+            "work": self.work,
+            "calls": self.calls,
+            "traced": self.traced,
+        }
+
+
+class _CallCounter:
+    """A ``sys.setprofile`` hook: Python and C function calls by the stage running them
+    ("-" outside every stage: Panda3D's render, Ursina's update loop)."""
+
+    def __init__(self, meter: Any) -> None:
+        self.meter = meter
+        self.counts: Counter[str] = Counter()
+
+    def __call__(self, frame: Any, event: str, arg: Any) -> None:
+        if event == "call" or event == "c_call":
+            self.counts[self.meter.active or "-"] += 1
