@@ -23,7 +23,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check calf visuals perf tests
 	$(BIN)/ruff format --check calf visuals perf tests
-	$(BIN)/mypy calf
+	$(BIN)/mypy calf visuals perf
 
 test: lint
 	$(BIN)/python -m pytest tests perf --quick

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import numpy as np
 import pytest
@@ -81,7 +83,7 @@ def _best_ratio(sp: Speedup) -> float:
     return min(sp.reference.rounds_s) / min(sp.optimized.rounds_s)
 
 
-def _run(benchmark, quick: bool, fn: Callable[[], object]) -> object:
+def _run(benchmark, quick: bool, fn: Callable[[], Any]) -> Any:
     """Default pytest-benchmark calibration in full runs; a short fixed budget under --quick."""
     if not quick:
         return benchmark(fn)
@@ -136,8 +138,7 @@ def test_gate_heights_and_interpolation_speedup(quick):
             hm = _heatmap()
             paths = _paths(hm, group)
             err = float(np.max(np.abs(paths["vectorized"](states) - paths["loop"](states))))
-            loop, vec = paths["loop"], paths["vectorized"]
-            sp = _speedup(lambda f=loop, s=states: f(s), lambda f=vec, s=states: f(s))
+            sp = _speedup(partial(paths["loop"], states), partial(paths["vectorized"], states))
             rows.append((group, n, sp, err))
             if err > 1e-6:
                 failures.append(f"{group} N={n}: max error {err:.2e} > 1e-6")
