@@ -12,8 +12,9 @@ perf-only knob, so the frame itself has none:
 - ``calls=F``: every F frames after the warm-up, count the Python calls of one whole frame (its
   render and its update) by the stage making them, through ``sys.setprofile``: a per-agent
   Python loop shows as a count that grows with N;
-- ``tracemalloc=F``: trace Python allocations from the end of the warm-up and sample the traced
-  bytes every F frames (the leak slope);
+- ``tracemalloc=F``: trace Python allocations from the end of the warm-up and, every F frames,
+  sum the traced bytes still held whose allocation site is not inside an installed package
+  (the leak slope of our own code; Ursina's and Panda3D's internal caches churn on their own);
 - ``inject=STAGE:MS``: MS milliseconds of busy work added to every run of STAGE (a known,
   behaviour-preserving slowdown, for the harness's calibration);
 - ``serve=1``: instead of running to the frame limit, run blocks of frames on command (see
@@ -105,7 +106,7 @@ class Probe:
         if cfg.tracemalloc and i >= cfg.warmup and (i - cfg.warmup) % cfg.tracemalloc == 0:
             if not tracemalloc.is_tracing():
                 tracemalloc.start()
-            self.traced.append((i, tracemalloc.get_traced_memory()[0]))
+            self.traced.append((i, _own_traced_bytes()))
         if cfg.churn and i % cfg.churn == 0:
             with app.meter.stage("churn"):
                 self._churn(app)
@@ -178,6 +179,21 @@ class Probe:
             "calls": self.calls,
             "traced": self.traced,
         }
+
+
+_NOT_OURS = (
+    tracemalloc.Filter(False, "*/site-packages/*"),
+    tracemalloc.Filter(False, "<frozen *>"),
+    tracemalloc.Filter(False, tracemalloc.__file__),
+    tracemalloc.Filter(False, __file__),  # the probe's own records
+)
+
+
+def _own_traced_bytes() -> int:
+    """Bytes still held of the allocations traced so far, whose innermost Python frame is not
+    in an installed package."""
+    snapshot = tracemalloc.take_snapshot().filter_traces(_NOT_OURS)
+    return sum(trace.size for trace in snapshot.traces)
 
 
 class _CallCounter:
