@@ -2,8 +2,8 @@
 
 Read from the source (every import statement, at any depth), not from what happens to be
 imported at run time: ``calf`` imports neither ``visuals``, ``perf`` nor rendering code,
-``visuals`` never imports ``perf``, and ``perf`` imports ``visuals`` only in its benchmark suites
-(the runner drives the app as a subprocess).
+``visuals`` never imports ``perf``, and ``perf`` imports ``visuals`` only in its pytest suites
+(``bench_*``, ``test_*``: in-process measurements); the runner drives the app as a subprocess.
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ def test_visuals_never_imports_perf(path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", [p for p in modules("perf") if not p.name.startswith("bench_")], ids=lambda p: p.name
+    "path",
+    [p for p in modules("perf") if not p.name.startswith(("bench_", "test_"))],
+    ids=lambda p: p.name,
 )
-def test_perf_imports_visuals_only_in_its_benchmark_suites(path: Path) -> None:
+def test_perf_imports_visuals_only_in_its_pytest_suites(path: Path) -> None:
     assert not imported_roots(path) & ({"visuals"} | RENDERING)
