@@ -5,6 +5,8 @@ calf-perf compare  reference vs optimised, interleaved; table, JSON, plot, --che
 calf-perf sweep    optimised only, up to N = 1000: the scale targets
 calf-perf soak     a long optimised run with agents churning: RSS and node-count drift
 calf-perf flame    a py-spy flamegraph of a headless run
+calf-perf budgets  the exact work of a frame at N = 5 and 100 against its budgets, and the
+                   retained-memory slope
 calf-perf ab       this change against its base commit, in one job (exit 1: regression,
                    3: too noisy to tell, 2: usage error)
 """
@@ -137,6 +139,63 @@ def cmd_soak(a: argparse.Namespace) -> int:
         _write_json(a.json, {"record": record, "findings": found, "targets": targets})
     failed = [t for t in targets if not t["ok"]]
     return 1 if (a.check and failed) else 0
+
+
+def cmd_budgets(a: argparse.Namespace) -> int:
+    from perf.budgets import Finding, check_draw_calls, check_rows, format_findings
+    from perf.leak import LEAK_LIMIT_BYTES_PER_FRAME, SETTLE_FRAMES, leak_slope
+
+    findings: list[Finding] = []
+    rows_by_n, calls_by_n = {}, {}
+    for n in a.agents:
+        spec = RunSpec(
+            n,
+            frames=a.frames,
+            warmup=a.warmup,
+            mode=a.mode,
+            size=a.size,
+            probe=("work=1", f"calls={max(a.frames // 4, 1)}"),
+        )
+        probe = run_once(spec)["probe"]
+        rows_by_n[n], calls_by_n[n] = probe["work"], probe["calls"]
+        findings += check_rows(probe["work"])
+    findings.append(check_draw_calls(rows_by_n))
+    if a.leak:
+        spec = RunSpec(
+            a.leak_agents,
+            frames=a.leak_frames,
+            warmup=a.leak_warmup,
+            size=a.size,
+            probe=("churn=25", "tracemalloc=10"),
+        )
+        traced = run_once(spec)["probe"]["traced"]
+        slope = leak_slope(traced, settle=SETTLE_FRAMES)
+        findings.append(
+            Finding(
+                "retained Python memory (bytes/frame)",
+                f"< {LEAK_LIMIT_BYTES_PER_FRAME:g} (tracemalloc slope, agents churning)",
+                a.leak_agents,
+                slope,
+                slope < LEAK_LIMIT_BYTES_PER_FRAME,
+            )
+        )
+    print("work budgets:\n" + format_findings(findings))
+    print("\nPython calls per frame by stage (sampled frames, the app's totals; not a budget):")
+    for n, calls in calls_by_n.items():
+        stages = sorted({k for c in calls for k in c if k not in ("frame", "agents")})
+        cells = [f"{s} {sorted(c.get(s, 0) for c in calls)[len(calls) // 2]}" for s in stages]
+        print(f"  N={n}: " + ", ".join(cells))
+    if a.json:
+        data = {
+            "findings": [f.__dict__ for f in findings],
+            "frames": {str(n): rows for n, rows in rows_by_n.items()},
+            "calls": {str(n): c for n, c in calls_by_n.items()},
+        }
+        _write_json(a.json, data)
+    failed = [f for f in findings if not f.ok]
+    if failed:
+        print(f"\n{len(failed)} work budget(s) exceeded", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _percent(text: str) -> float:
@@ -299,6 +358,16 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("-o", "--output", type=Path, default=Path("flame.svg"))
     common(f, 600, 0, json=False)
     f.set_defaults(fn=cmd_flame)
+
+    b = sub.add_parser("budgets", help="the exact work of a frame against its budgets")
+    b.add_argument("--agents", type=int, nargs="+", default=[5, 100])
+    b.add_argument("--mode", choices=MODES, default="optimized", help="reference: every loop path")
+    b.add_argument("--leak", action="store_true", help="also measure the retained-memory slope")
+    b.add_argument("--leak-agents", type=int, default=20)
+    b.add_argument("--leak-frames", type=int, default=1000)
+    b.add_argument("--leak-warmup", type=int, default=600)
+    common(b, 400, 30)
+    b.set_defaults(fn=cmd_budgets)
 
     ab = sub.add_parser("ab", help="this change against its base commit, in one job")
     ab.add_argument("--base", required=True, metavar="REF", help="the commit to compare with")

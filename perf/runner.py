@@ -109,6 +109,8 @@ def record_from_profile(data: dict[str, Any], spec: RunSpec) -> dict[str, Any]:
         # the frame; "render" is what the frame spent outside the update).
         "sections_ms": {name: s["ms_per_frame"] for name, s in sections.items()},
         "series": data.get("probe", {}).get("series", []),
+        # What the probe recorded frame by frame (work counts, call counts, traced memory).
+        "probe": {k: v for k, v in data.get("probe", {}).items() if k != "series"},
     }
 
 
