@@ -93,6 +93,12 @@ def _eval_series(evals: list[dict[str, Any]], policy: str, key: str) -> NDArray[
     )
 
 
+def _legend(ax: Any, **kwargs: Any) -> None:
+    """A legend when the panel has labelled lines (an empty run has none)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
 def draw_report(data: ReportData) -> Any:
     """The report as a matplotlib Figure (Agg)."""
     import matplotlib
@@ -101,6 +107,7 @@ def draw_report(data: ReportData) -> Any:
     from matplotlib.collections import LineCollection
     from matplotlib.figure import Figure
     from matplotlib.patches import Circle, Patch
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
     fig = Figure(figsize=(20, 18))
     fig.suptitle(data.title, fontsize=14)
@@ -123,10 +130,15 @@ def draw_report(data: ReportData) -> Any:
     ep = _series(data.episodes, "episode")
     eval_ep = np.array([e["episode"] for e in data.evals], dtype=float)
 
-    def panel(ax: Any, title: str, xlabel: str = "episode") -> Any:
+    last_episode = max([*ep.tolist(), *eval_ep.tolist(), 1.0])
+
+    def panel(ax: Any, title: str) -> Any:
         ax.set_title(title)
-        ax.set_xlabel(xlabel)
+        ax.set_xlabel("episode")
         ax.grid(alpha=0.3)
+        # One episode axis for every panel (a lone evaluation point would otherwise get its
+        # own zoomed range).
+        ax.set_xlim(0, last_episode + 1)
         return ax
 
     def per_episode(ax: Any, key: str, rolling: int = 0) -> None:
@@ -145,7 +157,7 @@ def draw_report(data: ReportData) -> Any:
     ax = panel(top[0], "episodic return")
     per_episode(ax, "return", rolling=10)
     eval_points(ax, "mean_return")
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     ax = panel(top[1], "episode length (steps)")
     per_episode(ax, "length", rolling=10)
     ax = panel(top[2], "success (%)")
@@ -154,13 +166,15 @@ def draw_report(data: ReportData) -> Any:
         ax.plot(ep, _rolling_mean(success, 20), "-", color="k", label="training, last 20")
     eval_points(ax, "success_rate", scale=100)
     ax.set_ylim(-5, 105)
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     ax = panel(top[3], "final distance |s|")
     per_episode(ax, "final_distance")
     eval_points(ax, "mean_final_distance")
     ax.axhline(data.goal_radius, color="#1f77b4", ls=":", lw=1, label="goal radius")
     ax.set_yscale("log")
-    ax.legend(fontsize=8)
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())  # no 2x10^0, 3x10^0... clutter
+    _legend(ax, fontsize=8)
 
     # Row 2: modes, P_relax, evaluations.
     ax = panel(middle[0], "training modes (share of episode steps)")
@@ -177,16 +191,17 @@ def draw_report(data: ReportData) -> Any:
             labels=[m.name.lower() for m in Mode],
             step="mid",
         )
-        ax.set_ylim(0, 1)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.set_ylim(0, 1.2)  # room for the legend above the data
+        _legend(ax, fontsize=7, loc="upper center", ncol=4, frameon=False)
     ax = panel(middle[1], "P_relax (training agent, end of episode)")
     per_episode(ax, "P_relax")
     ax.set_ylim(-0.05, 1.05)
     ax = panel(middle[2], "evaluation: success rate (%)")
     eval_points(ax, "success_rate", scale=100)
     ax.set_ylim(-5, 105)
-    ax.legend(fontsize=8)
-    ax = panel(middle[3], "evaluation: mean steps to goal")
+    _legend(ax, fontsize=8)
+    # Same policies and styles as the success panel beside it: no second legend.
+    ax = panel(middle[3], "evaluation: mean steps to goal (dashed: CALF certified %)")
     eval_points(ax, "mean_steps_to_goal")
     if data.evals:
         cert = _eval_series(data.evals, "calf", "certified_share")
@@ -194,7 +209,6 @@ def draw_report(data: ReportData) -> Any:
         twin.plot(eval_ep, cert * 100, "--", color=MODE_COLOURS[Mode.CERTIFIED])
         twin.set_ylabel("CALF certified steps (%)", color=MODE_COLOURS[Mode.CERTIFIED])
         twin.set_ylim(0, 105)
-    ax.legend(fontsize=8)
 
     # Row 3: the critic over the plane, and the certificate.
     ax = plane_ax
@@ -237,7 +251,7 @@ def draw_report(data: ReportData) -> Any:
         n = len(data.q_cert_traces)
         for i, (episode, trace) in enumerate(data.q_cert_traces):
             ax.plot(trace, color=cmap(0.1 + 0.8 * i / max(n - 1, 1)), lw=1.2, label=f"ep {episode}")
-        ax.legend(fontsize=8, ncol=2)
+        _legend(ax, fontsize=8, ncol=2)
     else:
         message = "no certificate (TD3 or no CALF steps yet)"
         ax.text(0.5, 0.5, message, ha="center", transform=ax.transAxes)

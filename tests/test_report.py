@@ -79,7 +79,7 @@ def test_the_figure_has_every_panel() -> None:
         "final distance |s|",
         "training modes (share of episode steps)",
         "evaluation: success rate (%)",
-        "evaluation: mean steps to goal",
+        "evaluation: mean steps to goal (dashed: CALF certified %)",
         "certificate value Q-dagger, last training episodes",
     ):
         assert expected in titles
