@@ -955,3 +955,43 @@ def test_headless_lod_render_draws_the_full_trails_shape_and_nothing_else(ursina
         lod.destroy()
         camera.position, camera.rotation, camera.fov = saved
         camera.ui.show()
+
+
+def test_counted_views_count_every_write_however_it_is_spelled():
+    from visuals.trails import VERTEX_DTYPE, counted
+
+    class Owner:
+        bytes_written = 0
+
+    owner = Owner()
+    buf = bytearray(VERTEX_DTYPE.itemsize * 8)
+    v = counted(buf, VERTEX_DTYPE, owner)
+    v["position"][2] = (1.0, 2.0, 3.0)  # a field, one row: 12 bytes
+    v[4:6] = np.zeros(1, dtype=VERTEX_DTYPE)  # a broadcast over two rows: 32 bytes
+    v.view(np.uint32).reshape(-1, 4)[np.array([0, 7])] = 9  # index rows of a view: 32 bytes
+    v[:] = v.copy()  # the whole buffer: 128 bytes
+    assert owner.bytes_written == 12 + 32 + 32 + 128
+    assert np.frombuffer(buf, dtype=VERTEX_DTYPE)["position"][2].tolist() == [1.0, 2.0, 3.0]
+
+
+@pytest.mark.parametrize("lod", [None, "doubling"], ids=["full", "lod"])
+def test_a_push_writes_one_vertex_and_a_few_segment_rows_per_agent(ursina_app, lod):
+    from visuals.trail_lod import TrailLOD
+
+    n = 10
+    b = BatchedTrailRenderer(n, 600, lod=TrailLOD.doubling() if lod else None)
+    try:
+        b.add_agents(n)
+        written = []
+        for _ in range(700):  # past the ring's wrap: the steady state
+            before = b.bytes_written
+            b.push(np.random.default_rng(0).normal(size=(n, 3)), np.zeros(n, dtype=int))
+            written.append(b.bytes_written - before)
+        per_agent = np.array(written[-64:]) / n
+        # 16 bytes of vertex, then 8 bytes per segment row: the new point's own row and its
+        # predecessor's (the full ring also re-points the row that dropped the oldest point);
+        # level of detail adds the rows it re-links at level boundaries, a few pushes in 2**j.
+        assert per_agent.min() >= 16 + 2 * 8
+        assert per_agent.max() <= 16 + (3 + 2 * 4) * 8
+    finally:
+        b.destroy()

@@ -82,7 +82,7 @@ class BatchedMarkers(Drawable):
         self._lut = colors_to_uint8(mode_colors)
         self.count = 0
         self.mesh_updates = 0  # vertex-array writes (each is one upload)
-        self.bytes_written = 0  # bytes written into the vertex and index arrays
+        self.bytes_written = 0  # bytes written into the vertex array (counted views)
         self.entity = Entity(parent=parent if parent is not None else scene)
         node, self._vdata, self._prim = make_geom_node(
             "batched_markers", GeomPoints(Geom.UH_dynamic), 0
@@ -109,11 +109,10 @@ class BatchedMarkers(Drawable):
         old = self.count
         self._vdata.set_num_rows(n)
         if n > old:
-            v = vertex_view(self._vdata)
+            v = vertex_view(self._vdata, self)
             v[old:] = np.zeros(1, dtype=VERTEX_DTYPE)
             v["color"][old:] = 255
             del v
-            self.bytes_written += (n - old) * VERTEX_DTYPE.itemsize
         self.mesh_updates += 1
         self._prim.clear_vertices()
         if n:
@@ -125,11 +124,10 @@ class BatchedMarkers(Drawable):
         pos, m = check_push(positions, modes, self.count, len(self._lut))
         if self.count == 0:
             return
-        v = vertex_view(self._vdata)
+        v = vertex_view(self._vdata, self)
         v["position"] = pos
         v["color"] = self._lut[m]
         self.mesh_updates += 1
-        self.bytes_written += self.count * VERTEX_DTYPE.itemsize
 
     def _forget(self) -> None:
         self.count = 0

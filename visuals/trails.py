@@ -43,7 +43,6 @@ from visuals.trail_lod import SlotLayout, TrailLOD
 
 # One interleaved vertex: float32 x, y, z then RGBA as uint8 (16 bytes, matches _vertex_format()).
 VERTEX_DTYPE = np.dtype([("position", "<f4", (3,)), ("color", "u1", (4,))])
-SEGMENT_BYTES = 8  # one line segment: two uint32 vertex indices
 
 
 def uniform_mode_colors(
@@ -413,10 +412,43 @@ def make_geom_node(name: str, primitive: Any, rows: int) -> tuple[Any, Any, Any]
     return node, held.modify_vertex_data(), held.modify_primitive(0)
 
 
-def vertex_view(vdata: Any) -> NDArray[np.void]:
-    """A writable structured numpy view (VERTEX_DTYPE) over the vertex array's own memory;
-    taking it marks the array modified, so Panda3D uploads it once before the next draw."""
-    return np.frombuffer(memoryview(vdata.modify_array(0)), dtype=VERTEX_DTYPE)
+class WrittenBytes(Protocol):
+    """What a counted view adds its writes to."""
+
+    bytes_written: int
+
+
+class CountedView(np.ndarray):
+    """A numpy view over a Panda3D buffer whose every assignment adds the bytes it writes to its
+    owner's ``bytes_written``. Views taken from it (a field, a reshape, ``.view``) count too, so
+    a write is counted however it is spelled (``np.copyto`` and ``out=`` are not assignments:
+    write through indexing)."""
+
+    owner: WrittenBytes | None = None
+
+    def __array_finalize__(self, obj: Any) -> None:
+        self.owner = getattr(obj, "owner", None)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        if self.owner is not None:
+            # The target's size: a view for slices and fields, a copy of the few written rows
+            # for index arrays (the same order of work as the write itself).
+            self.owner.bytes_written += np.asarray(self[key]).nbytes
+
+
+def counted(buffer: Any, dtype: Any, owner: WrittenBytes) -> Any:
+    """A writable numpy view over ``buffer`` (a Panda3D array handle) that counts its writes."""
+    view = np.frombuffer(memoryview(buffer), dtype=dtype).view(CountedView)
+    view.owner = owner
+    return view
+
+
+def vertex_view(vdata: Any, owner: WrittenBytes) -> Any:
+    """A writable structured numpy view (VERTEX_DTYPE) over the vertex array's own memory,
+    counting its writes into ``owner``; taking it marks the array modified, so Panda3D uploads
+    it once before the next draw."""
+    return counted(vdata.modify_array(0), VERTEX_DTYPE, owner)
 
 
 class BatchedTrailRenderer(Drawable):
@@ -455,7 +487,7 @@ class BatchedTrailRenderer(Drawable):
         self.num_agents = 0
         self.mesh_updates = 0  # vertex-array writes (uploads)
         self.index_updates = 0  # index-array writes
-        self.bytes_written = 0  # bytes written into the vertex and index arrays
+        self.bytes_written = 0  # bytes written into the vertex and index arrays (counted views)
         cap, S = self.capacity, self.slots_per_agent
         self._kept = np.zeros(cap, dtype=np.int64)  # kept pushes since add/clear: next point's seq
         self._pushes = np.zeros(cap, dtype=np.int64)  # pushes since add/clear (decimation)
@@ -477,15 +509,13 @@ class BatchedTrailRenderer(Drawable):
 
     # -- buffer access ---------------------------------------------------------------------
 
-    def _index_view(self) -> NDArray[np.uint32]:
-        """Writable (segments, 2) view over the index array; marks it modified."""
-        return np.frombuffer(memoryview(self._prim.modify_vertices()), dtype=np.uint32).reshape(
-            -1, 2
-        )
+    def _index_view(self) -> Any:
+        """Writable (segments, 2) counted view over the index array; marks it modified."""
+        return counted(self._prim.modify_vertices(), np.uint32, self).reshape(-1, 2)
 
-    def _segment_words(self) -> NDArray[np.uint64]:
+    def _segment_words(self) -> Any:
         """The index array with one uint64 word per segment (its two uint32 indices)."""
-        return np.frombuffer(memoryview(self._prim.modify_vertices()), dtype=np.uint64)
+        return counted(self._prim.modify_vertices(), np.uint64, self)
 
     def _indices_written(self) -> None:
         self.index_updates += 1
@@ -531,14 +561,13 @@ class BatchedTrailRenderer(Drawable):
         self._pushes[fresh] = 0
         self._modes[fresh] = 0
         self._vdata.set_num_rows(new * S)
-        v = vertex_view(self._vdata)
+        v = vertex_view(self._vdata, self)
         v[old * S :] = np.zeros(1, dtype=VERTEX_DTYPE)
         self.mesh_updates += 1
         self._prim.modify_vertices().set_num_rows(2 * new * S)
         self.num_agents = new
         self._index_view()[old * S :] = self._degenerate_segments(fresh)
         self._indices_written()
-        self.bytes_written += n * S * (VERTEX_DTYPE.itemsize + SEGMENT_BYTES)
 
     def remove_agents(self, ids: ArrayLike) -> None:
         """Drop these trails; the rest keep their order and move down into contiguous slots."""
@@ -551,7 +580,7 @@ class BatchedTrailRenderer(Drawable):
         m, S = keep.size, self.slots_per_agent
         for arr in (self._kept, self._pushes, self._modes):
             arr[:m] = arr[keep]
-        v = vertex_view(self._vdata).reshape(self.num_agents, S)
+        v = vertex_view(self._vdata, self).reshape(self.num_agents, S)
         v[:m] = v[keep]
         idx = self._index_view().reshape(self.num_agents, S, 2)
         shift = ((np.arange(m) - keep) * S).astype(np.int64)[:, None, None]
@@ -562,7 +591,6 @@ class BatchedTrailRenderer(Drawable):
         self._prim.modify_vertices().set_num_rows(2 * m * S)
         self.num_agents = m
         self._indices_written()
-        self.bytes_written += m * S * (VERTEX_DTYPE.itemsize + SEGMENT_BYTES)
 
     def clear(self, ids: ArrayLike) -> None:
         """Empty these trails (episode ended): their segments become degenerate."""
@@ -575,7 +603,6 @@ class BatchedTrailRenderer(Drawable):
         rows = (agents[:, None] * S + np.arange(S)).reshape(-1)
         self._index_view()[rows] = self._degenerate_segments(agents)
         self._indices_written()
-        self.bytes_written += rows.size * SEGMENT_BYTES
 
     def push(self, positions: np.ndarray, modes: np.ndarray) -> None:
         """One step for every agent: write the kept agents' new vertices and the few segment
@@ -598,7 +625,7 @@ class BatchedTrailRenderer(Drawable):
         vert = np.empty((ids.size, 4), dtype=np.uint32)
         vert[:, :3] = pos[ids].view(np.uint32)
         vert[:, 3] = self._lut_words[m[ids]]
-        vertex_view(self._vdata).view(np.uint32).reshape(-1, 4)[ids * S + new_slot] = vert
+        vertex_view(self._vdata, self).view(np.uint32).reshape(-1, 4)[ids * S + new_slot] = vert
         self.mesh_updates += 1
         base = ids[who] * S
         seg = np.empty((who.size, 2), dtype=np.uint32)
@@ -606,7 +633,6 @@ class BatchedTrailRenderer(Drawable):
         seg[:, 1] = base + dst
         self._segment_words()[seg[:, 0]] = seg.view(np.uint64)[:, 0]
         self._indices_written()
-        self.bytes_written += ids.size * VERTEX_DTYPE.itemsize + who.size * SEGMENT_BYTES
         self._modes[ids, new_slot] = m[ids]
         self._kept[ids] += 1
 
