@@ -30,6 +30,10 @@ FPS_PERIOD = 30  # frames between two layouts of the FPS counter
 PANEL_LAYOUTS_PER_FRAME = 0.3  # the StatsCache's periods show fast fields every 10-60 frames
 # Stages allowed to run the networks: the agents' batched policy, the surface refresh, training.
 FORWARD_STAGES = ("policy", "heatmap", "training")
+SURFACE_MIN_PERIOD = 100  # frames between surface refreshes, at least (presets: 250-1000 steps)
+# A stage's Python calls per frame in the app may differ between N = 5 and N = 100 by what the
+# world does (a row falling back, trails switching to level of detail), never by one per agent.
+CALL_GROWTH_LIMIT = 48
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,11 @@ def _other_forwards(rows: Sequence[Row]) -> tuple[float, bool]:
 def _surface_forwards(rows: Sequence[Row]) -> tuple[float, bool]:
     seen = _col(rows, "forwards.heatmap")
     return max(seen), all(v in (0.0, 1.0) for v in seen)
+
+
+def _surface_refresh_rate(rows: Sequence[Row]) -> tuple[float, bool]:
+    refreshes = sum(_refresh(rows))
+    return refreshes, refreshes <= len(rows) // SURFACE_MIN_PERIOD + 1
 
 
 def _surface_writes_only_on_refresh(rows: Sequence[Row]) -> tuple[float, bool]:
@@ -133,6 +142,11 @@ BUDGETS: tuple[Budget, ...] = (
     Budget("forwards: heights", "0", _exactly("forwards.heights", 0.0)),
     Budget("forwards: panel (ui)", "0", _exactly("forwards.ui", 0.0)),
     Budget("forwards: surface (heatmap)", "1 on a refresh frame, else 0", _surface_forwards),
+    Budget(
+        "surface refreshes",
+        f"at most 1 per {SURFACE_MIN_PERIOD} frames",
+        _surface_refresh_rate,
+    ),
     Budget("forwards: any other stage, or none", "0", _other_forwards),
     Budget(
         "vertex bytes: trails",
@@ -163,6 +177,8 @@ BUDGETS: tuple[Budget, ...] = (
 # Checked across a run's sizes, and measured apart (see the module doc); listed for the table.
 CROSS_BUDGETS: tuple[tuple[str, str], ...] = (
     ("draw calls", "the same at N = 5 and N = 100"),
+    ("Python calls per frame by stage (the app, sampled frames)",
+     f"grow by less than {CALL_GROWTH_LIMIT} from N = 5 to N = 100"),
     ("Python calls per stage call", "the same at N = 5 and N = 100 (policy, physics, heights, "
      "trail push, markers, panel)"),
     ("retained Python memory", "< 64 bytes per frame (tracemalloc slope over 1000 frames, agents "
@@ -192,6 +208,30 @@ def check_draw_calls(rows_by_n: dict[int, Sequence[Row]]) -> Finding:
     calls = {n: max(_col(rows, "draw_calls")) for n, rows in rows_by_n.items()}
     spread = max(calls.values()) - min(calls.values())
     return Finding("draw calls", CROSS_BUDGETS[0][1], max(calls), spread, spread == 0)
+
+
+def check_call_growth(calls_by_n: dict[int, Sequence[Row]]) -> list[Finding]:
+    """Per stage: the median Python calls of the sampled frames at the largest N minus the
+    smallest N's, under CALL_GROWTH_LIMIT (a per-agent loop adds one call per agent at least)."""
+    small, large = min(calls_by_n), max(calls_by_n)
+    if small == large:
+        return []
+    limit = CROSS_BUDGETS[1][1]
+
+    def median(rows: Sequence[Row], stage: str) -> float:
+        values = sorted(float(r.get(stage, 0)) for r in rows)
+        return values[len(values) // 2]
+
+    stages = sorted({k for r in calls_by_n[large] for k in r if k not in ("frame", "agents", "-")})
+    out = []
+    for stage in stages:
+        growth = median(calls_by_n[large], stage) - median(calls_by_n[small], stage)
+        out.append(
+            Finding(
+                f"Python calls per frame: {stage}", limit, large, growth, growth < CALL_GROWTH_LIMIT
+            )
+        )
+    return out
 
 
 def budget_table() -> str:

@@ -142,7 +142,13 @@ def cmd_soak(a: argparse.Namespace) -> int:
 
 
 def cmd_budgets(a: argparse.Namespace) -> int:
-    from perf.budgets import Finding, check_draw_calls, check_rows, format_findings
+    from perf.budgets import (
+        Finding,
+        check_call_growth,
+        check_draw_calls,
+        check_rows,
+        format_findings,
+    )
     from perf.leak import LEAK_LIMIT_BYTES_PER_FRAME, SETTLE_FRAMES, leak_slope
 
     findings: list[Finding] = []
@@ -159,7 +165,9 @@ def cmd_budgets(a: argparse.Namespace) -> int:
         probe = run_once(spec)["probe"]
         rows_by_n[n], calls_by_n[n] = probe["work"], probe["calls"]
         findings += check_rows(probe["work"])
-    findings.append(check_draw_calls(rows_by_n))
+    if rows_by_n:
+        findings.append(check_draw_calls(rows_by_n))
+        findings += check_call_growth(calls_by_n)
     if a.leak:
         spec = RunSpec(
             a.leak_agents,
@@ -180,7 +188,7 @@ def cmd_budgets(a: argparse.Namespace) -> int:
             )
         )
     print("work budgets:\n" + format_findings(findings))
-    print("\nPython calls per frame by stage (sampled frames, the app's totals; not a budget):")
+    print("\nPython calls per frame by stage (sampled frames, medians):")
     for n, calls in calls_by_n.items():
         stages = sorted({k for c in calls for k in c if k not in ("frame", "agents")})
         cells = [f"{s} {sorted(c.get(s, 0) for c in calls)[len(calls) // 2]}" for s in stages]
@@ -360,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.set_defaults(fn=cmd_flame)
 
     b = sub.add_parser("budgets", help="the exact work of a frame against its budgets")
-    b.add_argument("--agents", type=int, nargs="+", default=[5, 100])
+    b.add_argument("--agents", type=int, nargs="*", default=[5, 100], help="none: only --leak")
     b.add_argument("--mode", choices=MODES, default="optimized", help="reference: every loop path")
     b.add_argument("--leak", action="store_true", help="also measure the retained-memory slope")
     b.add_argument("--leak-agents", type=int, default=20)
