@@ -59,7 +59,7 @@ def test_start_states_are_seeded_and_in_the_reset_box() -> None:
 
 def test_batched_rollouts_equal_a_per_row_loop() -> None:
     # Rows that reach the goal at different steps, hit the step limit or leave the box.
-    cfg = small_config(**{"eval.max_steps": 400})
+    cfg = small_config(**{"eval.max_steps": 650})
     pd = pd_from_config(cfg)
     starts = np.concatenate([start_states(cfg), [[9.5, 9.0], [0.05, 0.0]]])
     out = run_rollouts(NominalOnly(pd), starts, cfg.env.params(max_steps=cfg.eval.max_steps))
@@ -68,7 +68,7 @@ def test_batched_rollouts_equal_a_per_row_loop() -> None:
         assert out.lengths[i] == length and out.reached[i] == reached
         assert out.returns[i] == pytest.approx(total, rel=1e-12)
     assert len(set(out.lengths.tolist())) > 5 and out.reached.any() and not out.reached.all()
-    assert not out.reached[-2] and out.lengths[-2] < 400  # left the box
+    assert not out.reached[-2] and out.lengths[-2] < 650  # left the box
 
 
 def test_finished_rows_stop_and_are_padded() -> None:
