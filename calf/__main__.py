@@ -75,7 +75,16 @@ def _main(argv: list[str] | None) -> int:
         session = TrainingSession.start(config_from_args(args), out=args.out, figures=figures)
         if session.folder is not None and session.folder.latest_linked is False:
             print(f"note: {session.folder.path.parent / 'latest'} is not a link; left as it is")
-    summary = session.run(progress=not args.no_progress)
+    try:
+        summary = session.run(progress=not args.no_progress)
+    except KeyboardInterrupt:
+        where = session.folder.path if session.folder is not None else "?"
+        print(
+            f"python -m calf: interrupted after episode {session.trainer.episode}; "
+            f"continue with --resume {where}",
+            file=sys.stderr,
+        )
+        return 130
 
     rewards = np.asarray(summary["episode_rewards"])
     print(f"{summary['algo']}: {summary['episodes']} episodes, {summary['steps']} steps")

@@ -224,6 +224,13 @@ class TrainingSession:
             while self.trainer.episode < total:
                 self.step()
             self.close()
+        except KeyboardInterrupt:
+            # Keep what the finished episodes learned, so --resume continues from here.
+            self.save_checkpoint()
+            if self._writer is not None:
+                self._writer.close()
+            self._closed = True
+            raise
         finally:
             self.on_episode.remove(show)
             self.on_eval.remove(announce)

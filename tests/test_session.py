@@ -226,3 +226,20 @@ def test_a_session_can_run_the_visual_trainers_own_controller(in_tmp: Path) -> N
 def test_resume_errors_are_resume_errors(in_tmp: Path) -> None:
     with pytest.raises(ResumeError, match="is not a run folder"):
         TrainingSession.resume(in_tmp / "missing")
+
+
+def test_an_interrupted_run_keeps_a_checkpoint_to_resume_from(
+    in_tmp: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    real_step = TrainingSession.step
+
+    def step(self: TrainingSession):  # Ctrl-C in the third episode
+        if self.trainer.episode == 2:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(TrainingSession, "step", step)
+    argv = ["--episodes", "5", "--out", "run", *TINY, "--train.checkpoint-every", "10"]
+    assert main(argv) == 130
+    assert "interrupted after episode 2; continue with --resume run" in capsys.readouterr().err
+    assert (in_tmp / "run" / "checkpoints" / "episode-000002.pt").is_file()
