@@ -5,7 +5,7 @@ loops, redundant network queries, per-frame rebuilds) are countable, and a count
 A headless run with ``--probe work=1`` records each frame's counts (forward passes by the stage
 that made them, vertex-buffer uploads and bytes by drawn layer, text layouts by text); the
 budgets below are checked on those rows, at N = 5 and N = 100 in one ``calf-perf budgets`` run.
-Two more budgets need their own measurements: Python calls per stage call (``perf.stage_calls``,
+Two more budgets need their own measurements: Python work per stage call (``perf/test_stage_calls``,
 the same stage called on the same state of the world at both sizes) and retained Python memory
 per frame (``perf.leak``).
 """
@@ -31,7 +31,7 @@ PANEL_LAYOUTS_PER_FRAME = 0.3  # the StatsCache's periods show fast fields every
 # Stages allowed to run the networks: the agents' batched policy, the surface refresh, training.
 FORWARD_STAGES = ("policy", "heatmap", "training")
 SURFACE_MIN_PERIOD = 100  # frames between surface refreshes, at least (presets: 250-1000 steps)
-# A stage's Python calls per frame in the app may differ between N = 5 and N = 100 by what the
+# A stage's Python work per frame in the app may differ between N = 5 and N = 100 by what the
 # world does (a row falling back, trails switching to level of detail), never by one per agent.
 CALL_GROWTH_LIMIT = 48
 
@@ -177,10 +177,10 @@ BUDGETS: tuple[Budget, ...] = (
 # Checked across a run's sizes, and measured apart (see the module doc); listed for the table.
 CROSS_BUDGETS: tuple[tuple[str, str], ...] = (
     ("draw calls", "the same at N = 5 and N = 100"),
-    ("Python calls per frame by stage (the app, sampled frames)",
+    ("Python work per frame by stage (the app, sampled frames: calls + lines)",
      f"grow by less than {CALL_GROWTH_LIMIT} from N = 5 to N = 100"),
-    ("Python calls per stage call", "the same at N = 5 and N = 100 (policy, physics, heights, "
-     "trail push, markers, panel)"),
+    ("Python work per stage call (calls + lines)",
+     "the same at N = 5 and N = 100 (policy, physics, heights, trail push, markers, panel)"),
     ("retained Python memory", "< 64 bytes per frame (tracemalloc slope over 1000 frames, agents "
      "churning)"),
 )  # fmt: skip
@@ -211,8 +211,9 @@ def check_draw_calls(rows_by_n: dict[int, Sequence[Row]]) -> Finding:
 
 
 def check_call_growth(calls_by_n: dict[int, Sequence[Row]]) -> list[Finding]:
-    """Per stage: the median Python calls of the sampled frames at the largest N minus the
-    smallest N's, under CALL_GROWTH_LIMIT (a per-agent loop adds one call per agent at least)."""
+    """Per stage: the median Python work (calls + lines) of the sampled frames at the largest N
+    minus the smallest N's, under CALL_GROWTH_LIMIT (a per-agent loop adds a line per agent at
+    least)."""
     small, large = min(calls_by_n), max(calls_by_n)
     if small == large:
         return []
@@ -228,7 +229,7 @@ def check_call_growth(calls_by_n: dict[int, Sequence[Row]]) -> list[Finding]:
         growth = median(calls_by_n[large], stage) - median(calls_by_n[small], stage)
         out.append(
             Finding(
-                f"Python calls per frame: {stage}", limit, large, growth, growth < CALL_GROWTH_LIMIT
+                f"Python work per frame: {stage}", limit, large, growth, growth < CALL_GROWTH_LIMIT
             )
         )
     return out

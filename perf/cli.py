@@ -7,6 +7,8 @@ calf-perf soak     a long optimised run with agents churning: RSS and node-count
 calf-perf flame    a py-spy flamegraph of a headless run
 calf-perf budgets  the exact work of a frame at N = 5 and 100 against its budgets, and the
                    retained-memory slope
+calf-perf selftest behaviour-preserving regressions patched into a copy of the tree, each of
+                   which the harness must catch (exit 1 if one is missed)
 calf-perf ab       this change against its base commit, in one job (exit 1: regression,
                    3: too noisy to tell, 2: usage error)
 """
@@ -19,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +191,7 @@ def cmd_budgets(a: argparse.Namespace) -> int:
             )
         )
     print("work budgets:\n" + format_findings(findings))
-    print("\nPython calls per frame by stage (sampled frames, medians):")
+    print("\nPython work per frame by stage (calls + lines, sampled frames, medians):")
     for n, calls in calls_by_n.items():
         stages = sorted({k for c in calls for k in c if k not in ("frame", "agents")})
         cells = [f"{s} {sorted(c.get(s, 0) for c in calls)[len(calls) // 2]}" for s in stages]
@@ -204,6 +207,31 @@ def cmd_budgets(a: argparse.Namespace) -> int:
     if failed:
         print(f"\n{len(failed)} work budget(s) exceeded", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_selftest(a: argparse.Namespace) -> int:
+    from perf.selftest import format_table, run_selftest, to_json, verdicts
+    from perf.trees import repo_root
+
+    start = time.perf_counter()
+    part = "deterministic part" if a.deterministic else "all checks, timed ones alone at the end"
+    print(f"selftest ({part}), {a.jobs} job(s)", flush=True)
+
+    def report(o: Any) -> None:
+        flags = ", ".join(f"{c}: {'flagged' if f else 'quiet'}" for c, f in o.checks.items())
+        print(f"  {o.regression}: {flags} ({o.seconds:.0f} s)", flush=True)
+
+    outcomes = run_selftest(repo_root(Path.cwd()), a.deterministic, a.jobs, on_outcome=report)
+    print("\n" + format_table(outcomes))
+    missed, false_alarms = verdicts(outcomes)
+    print(
+        f"\n{sum(o.kind != '-' for o in outcomes)} regression runs, {len(missed)} missed; "
+        f"unchanged tree flagged by {len(false_alarms)} run(s); "
+        f"{time.perf_counter() - start:.0f} s"
+    )
+    if a.json:
+        _write_json(a.json, to_json(outcomes))
+    return 1 if missed or false_alarms else 0
 
 
 def _percent(text: str) -> float:
@@ -376,6 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--leak-warmup", type=int, default=600)
     common(b, 400, 30)
     b.set_defaults(fn=cmd_budgets)
+
+    st = sub.add_parser("selftest", help="prove the harness catches a set of regressions")
+    st.add_argument("--deterministic", action="store_true", help="counted checks only")
+    st.add_argument("--jobs", type=int, default=2, help="counted checks in parallel")
+    st.add_argument("--json", type=Path, metavar="PATH")
+    st.set_defaults(fn=cmd_selftest)
 
     ab = sub.add_parser("ab", help="this change against its base commit, in one job")
     ab.add_argument("--base", required=True, metavar="REF", help="the commit to compare with")

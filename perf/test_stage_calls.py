@@ -1,11 +1,14 @@
-"""Work budget: Python calls per stage call, the same at N = 5 and N = 100.
+"""Work budget: Python work (function calls and lines executed) per stage call, the same at N = 5
+and N = 100.
 
-A per-agent Python loop shows as a call count that grows with N, on any machine, in one run. Each
+A per-agent Python loop shows as a count that grows with N, on any machine, in one run (its lines,
+even when its body calls no function). Each
 stage of the frame is called on the same state of the world at both sizes: N = 100 is the N = 5
 world tiled 20 times (the same states, certificates, trails and modes row for row), so every
 branch a stage takes (an uncertified row falling back, a finished trail) is taken at both sizes.
-Calls are counted with ``sys.setprofile`` (Python and C function calls). Each stage's loop
-reference is counted the same way and must grow, so the budget is shown able to fail.
+The work is counted by ``visuals.probe.PythonWork`` (``sys.setprofile`` and ``sys.settrace``).
+Each stage's loop reference is counted the same way and must grow, so the budget is shown able to
+fail.
 
     pytest perf/test_stage_calls.py -s      # prints the table
 """
@@ -13,7 +16,6 @@ reference is counted the same way and must grow, so the budget is shown able to 
 from __future__ import annotations
 
 import itertools
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,6 +27,7 @@ from visuals.config import preset
 from visuals.heatmap import CriticHeatmap, LoopHeights
 from visuals.markers import BatchedMarkers, MarkerEntities
 from visuals.panel import CachedPanel, ReferencePanel
+from visuals.probe import PythonWork
 from visuals.trail_lod import TrailLOD
 from visuals.trails import BatchedTrailRenderer, LineTrailGroup
 
@@ -35,20 +38,14 @@ _TABLE: dict[tuple[str, str, int], int] = {}
 
 
 def count_calls(fn: Callable[[], object]) -> int:
-    """Python and C function calls made during one call of ``fn``."""
-    calls = 0
-
-    def hook(_frame: object, event: str, _arg: object) -> None:
-        nonlocal calls
-        if event == "call" or event == "c_call":
-            calls += 1
-
-    sys.setprofile(hook)
+    """Python work (function calls and lines executed) during one call of ``fn``."""
+    work = PythonWork()
+    work.start()
     try:
         fn()
     finally:
-        sys.setprofile(None)
-    return calls
+        work.stop()
+    return work.total
 
 
 def world(n: int) -> np.ndarray:
@@ -166,7 +163,7 @@ def calls_at(name: str, n: int, reference: bool = False) -> int:
 def table():
     yield
     if _TABLE:
-        print("\nPython calls per stage call (same world tiled; budget: equal at both N)")
+        print("\nPython work per stage call: calls + lines (same world tiled; equal at both N)")
         print(f"{'stage':<18} {'path':<10} " + " ".join(f"{'N=' + str(n):>8}" for n in SIZES))
         for name in STAGES:
             for path in ("optimised", "reference"):
@@ -177,12 +174,12 @@ def table():
 
 
 @pytest.mark.parametrize("name", list(STAGES))
-def test_python_calls_per_stage_call_are_the_same_at_5_and_100_agents(ursina_app, name):
+def test_python_work_per_stage_call_is_the_same_at_5_and_100_agents(ursina_app, name):
     small, large = (calls_at(name, n) for n in SIZES)
-    assert small == large, f"{name}: {small} calls at N={SIZES[0]}, {large} at N={SIZES[1]}"
+    assert small == large, f"{name}: work {small} at N={SIZES[0]}, {large} at N={SIZES[1]}"
 
 
 @pytest.mark.parametrize("name", [n for n, s in STAGES.items() if s.has_loop_reference])
-def test_each_stage_loop_reference_makes_calls_that_grow_with_n(ursina_app, name):
+def test_each_stage_loop_reference_does_work_that_grows_with_n(ursina_app, name):
     small, large = (calls_at(name, n, reference=True) for n in SIZES)
     assert large - small >= SIZES[1] - SIZES[0], f"{name}: {small} -> {large}"

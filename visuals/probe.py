@@ -9,9 +9,9 @@ perf-only knob, so the frame itself has none:
 - ``series=F``: every F frames sample RSS, scene nodes and agents (soak runs);
 - ``work=1``: keep every frame's exact work counts (forwards by stage, buffer writes by layer,
   text layouts by text) after the warm-up, for the work budgets;
-- ``calls=F``: every F frames after the warm-up, count the Python calls of one whole frame (its
-  render and its update) by the stage making them, through ``sys.setprofile``: a per-agent
-  Python loop shows as a count that grows with N;
+- ``calls=F``: every F frames after the warm-up, count the Python work of one whole frame (its
+  render and its update: function calls and lines executed, ``PythonWork``) by the stage doing
+  it: a per-agent Python loop shows as a count that grows with N;
 - ``tracemalloc=F``: trace Python allocations from the end of the warm-up and, every F frames,
   sum the traced bytes still held whose allocation site is not inside an installed package
   (the leak slope of our own code; Ursina's and Panda3D's internal caches churn on their own);
@@ -30,6 +30,7 @@ import json
 import sys
 import tracemalloc
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, TextIO
 
@@ -86,7 +87,7 @@ class Probe:
         self.work: list[dict[str, float]] = []
         self.calls: list[dict[str, Any]] = []
         self.traced: list[tuple[int, int]] = []  # (frame, traced Python bytes)
-        self._counter: _CallCounter | None = None
+        self._counter: PythonWork | None = None
 
     def start(self, app: Any) -> None:
         """Before the first frame: prefill the replay and set up the injected work."""
@@ -98,7 +99,7 @@ class Probe:
     def after_frame(self, app: Any) -> None:
         cfg, i = self.config, app.frame_index
         if self._counter is not None:
-            sys.setprofile(None)
+            self._counter.stop()
             self.calls.append({"frame": i, "agents": len(app.agents), **self._counter.counts})
             self._counter = None
         if cfg.work and i > cfg.warmup:
@@ -116,8 +117,9 @@ class Probe:
         if i == cfg.warmup and i > 0:
             app.reset_profiler()
         if cfg.calls and i >= cfg.warmup and (i - cfg.warmup) % cfg.calls == 0:
-            self._counter = _CallCounter(app.meter)
-            sys.setprofile(self._counter)  # counts the next frame: its render, then its update
+            meter = app.meter
+            self._counter = PythonWork(lambda: meter.active or "-")
+            self._counter.start()  # counts the next frame: its render, then its update
 
     def _churn(self, app: Any) -> None:
         agents, n0 = app.agents, max(app.initial_agents, 2)
@@ -196,14 +198,34 @@ def _own_traced_bytes() -> int:
     return sum(trace.size for trace in snapshot.traces)
 
 
-class _CallCounter:
-    """A ``sys.setprofile`` hook: Python and C function calls by the stage running them
-    ("-" outside every stage: Panda3D's render, Ursina's update loop)."""
+class PythonWork:
+    """The interpreter's work while started: every function call (Python and C) and every line
+    executed, by the label ``label()`` returns at the time (the stage running). A per-agent loop
+    shows as a count that grows with N, even one whose body calls nothing (its lines).
+    Installs ``sys.setprofile`` (C calls) and ``sys.settrace`` (Python calls and lines) for the
+    current thread."""
 
-    def __init__(self, meter: Any) -> None:
-        self.meter = meter
+    def __init__(self, label: Callable[[], str] = lambda: "") -> None:
+        self.label = label
         self.counts: Counter[str] = Counter()
 
-    def __call__(self, frame: Any, event: str, arg: Any) -> None:
-        if event == "call" or event == "c_call":
-            self.counts[self.meter.active or "-"] += 1
+    def _profile(self, _frame: Any, event: str, _arg: Any) -> None:
+        if event == "c_call":
+            self.counts[self.label()] += 1
+
+    def _trace(self, _frame: Any, event: str, _arg: Any) -> Any:
+        if event == "call" or event == "line":
+            self.counts[self.label()] += 1
+        return self._trace
+
+    def start(self) -> None:
+        sys.setprofile(self._profile)
+        sys.settrace(self._trace)
+
+    def stop(self) -> None:
+        sys.settrace(None)
+        sys.setprofile(None)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
