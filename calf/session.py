@@ -54,12 +54,16 @@ class TrainingSession:
         learn: bool = True,
         figures: bool = True,
         tensorboard: bool = True,
+        evaluations: bool = True,
     ) -> None:
+        """``evaluations=False``: no evaluation rollouts at all (runs that only measure the
+        frame, and runs that evaluate a fixed checkpoint)."""
         self.cfg = cfg
         self.folder = folder
         self.trainer = AgentTrainer(cfg, controller, learn=learn)
         self.controller = self.trainer.controller
         self.evaluator = Evaluator(cfg)
+        self.evaluations = evaluations
         self.figures = figures and folder is not None
         self.tensorboard = tensorboard and folder is not None
         self.episodes: list[dict[str, Any]] = []  # the "episode" records of metrics.jsonl
@@ -145,6 +149,13 @@ class TrainingSession:
     def step(self) -> StepResult:
         """One training step; at an episode's end, its record, and the evaluation and
         checkpoint that fall due."""
+        result = self.train_step()
+        self.after_step(result)
+        return result
+
+    def train_step(self) -> StepResult:
+        """The training agent's step alone (act, env step, replay, update) and its counts; the
+        visual trainer times it apart from ``after_step``."""
         result = self.trainer.step()
         self._mode_counts[result.mode] += 1
         q = self.controller.q_cert
@@ -154,9 +165,12 @@ class TrainingSession:
                 self._last_actor_loss = result.losses["actor_loss"]
             if self.trainer.global_step % LOSS_LOG_EVERY == 0:
                 self._log_losses(result.losses)
+        return result
+
+    def after_step(self, result: StepResult) -> None:
+        """At an episode's end: its record, and the evaluation and checkpoint that fall due."""
         if result.episode_ended:
             self._end_episode(result)
-        return result
 
     def _end_episode(self, result: StepResult) -> None:
         tr = self.trainer
@@ -189,7 +203,7 @@ class TrainingSession:
         self._log_episode(record)
         for hook in self.on_episode:
             hook(record)
-        if tr.episode % self.cfg.train.eval_every == 0:
+        if self.evaluations and tr.episode % self.cfg.train.eval_every == 0:
             self.evaluate()
         if tr.episode % self.cfg.train.checkpoint_every == 0:
             self.save_checkpoint()
@@ -318,7 +332,9 @@ class TrainingSession:
         if self._closed:
             return
         self._closed = True
-        if not self.evals or self.evals[-1]["episode"] != self.trainer.episode:
+        if self.evaluations and (
+            not self.evals or self.evals[-1]["episode"] != self.trainer.episode
+        ):
             self.evaluate()
         self.save_checkpoint()
         if self._writer is not None:
