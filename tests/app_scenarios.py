@@ -22,7 +22,7 @@ def _app(out: Path, *args: str) -> Any:
     from visuals.app import VisualTrainerApp, parse_options
 
     opts = parse_options(
-        ["--headless", "--no-progress", "--out", str(out), "--learning-starts", "64", *args]
+        ["--headless", "--no-progress", "--out", str(out), "--td3.learning-starts", "64", *args]
     )
     return VisualTrainerApp(opts)
 
@@ -112,7 +112,7 @@ def eval_run(out: Path, checkpoint: str) -> dict[str, Any]:
     import torch
 
     app = _app(
-        out, "--agents", "3", "--frames", "1000", "--eval", checkpoint, "--learning-starts", "0"
+        out, "--agents", "3", "--frames", "1000", "--eval", checkpoint, "--td3.learning-starts", "0"
     )
     before = {k: v.clone() for k, v in app.controller.td3.actor.state_dict().items()}
     _steps(app, 60)

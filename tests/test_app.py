@@ -51,18 +51,23 @@ def optimized_run(
 ) -> tuple[Path, subprocess.CompletedProcess[str]]:
     out = tmp_path_factory.mktemp("optimized")
     proc = run_app(
-        "--agents", "5", "--frames", "150", "--out", str(out), "--learning-starts", "64",
+        "--agents", "5", "--frames", "150", "--out", str(out), "--td3.learning-starts", "64",
         "--profile", str(out / "profile.json"),
     )  # fmt: skip
     return out, proc
 
 
-def test_optimized_run_of_150_frames_finishes_and_writes_its_outputs(optimized_run):
+def test_optimized_run_of_150_frames_finishes_and_writes_its_run_folder(optimized_run):
     out, proc = optimized_run
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for name in ("screenshot.png", "rewards.png", "checkpoint.pt", "profile.json"):
+    for name in (
+        "screenshot.png", "profile.json", "config.toml", "metrics.jsonl", "eval.json",
+        "report.png", "checkpoint.pt",
+    ):  # fmt: skip
         assert (out / name).is_file(), name
     assert "150 frames" in proc.stdout
+    evaluation = json.loads((out / "eval.json").read_text())
+    assert set(evaluation) >= {"episode", "calf", "actor", "nominal"}
 
 
 def test_optimized_run_makes_at_most_three_visualisation_forwards_per_frame(optimized_run):
@@ -90,7 +95,7 @@ def test_screenshot_is_not_blank_and_shows_the_surface_and_the_trails(optimized_
 def test_reference_run_of_150_frames_uses_the_loop_paths(tmp_path):
     proc = run_app(
         "--agents", "5", "--frames", "150", "--out", str(tmp_path), "--reference", "all",
-        "--learning-starts", "64", "--profile", str(tmp_path / "profile.json"), "--no-save",
+        "--td3.learning-starts", "64", "--profile", str(tmp_path / "profile.json"), "--no-save",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     profile = json.loads((tmp_path / "profile.json").read_text())

@@ -28,7 +28,7 @@ class VisualTrainerApp:
     def __init__(self, opts: AppOptions) -> None:
         import torch
 
-        from calf.envs import PointMassBatch, PointMassParams
+        from calf.envs import PointMassBatch
         from visuals.agents import VisualAgents
         from visuals.config import preset
         from visuals.frame_clock import FrameClock
@@ -42,12 +42,17 @@ class VisualTrainerApp:
 
         self.opts = opts
         self.cfg = cfg = preset(opts.preset)
-        if opts.device == "cuda" and not torch.cuda.is_available():
+        if opts.config.train.device.startswith("cuda") and not torch.cuda.is_available():
             raise UsageError("--device cuda: CUDA is not available on this machine")
         torch.set_num_threads(opts.torch_threads)
         self.learning = opts.eval is None
-        self.trainer = self._training_agent()
-        self.controller = controller = self.trainer.controller
+        self.session = self._session()
+        self.run_config = run = self.session.cfg  # a resumed run's config, or the new one
+        self.trainer = self.session.trainer
+        self.controller = controller = self.session.controller
+        self.out = None if self.session.folder is None else self.session.folder.path
+        self._eval_line: str | None = None
+        self.session.on_eval.append(self._show_evaluation)
 
         self.profiler = PerformanceProfiler(sections=FRAME_SECTIONS)
         self.clock = FrameClock(self.profiler)
@@ -64,14 +69,14 @@ class VisualTrainerApp:
         self.scene = Scene(cfg, heatmap)
         n_agents = cfg.n_agents if opts.agents is None else opts.agents
         self.stages = build_stages(
-            cfg, controller, heatmap, opts.algo, opts.reference, self.scene.world, n_agents
+            cfg, controller, heatmap, run.train.algo, opts.reference, self.scene.world, n_agents
         )
         # Visual agents that leave the drawn plane start over, like those that finish.
         edge = max(map(abs, (*cfg.x_range, *cfg.v_range)))
         env = PointMassBatch(
             n_agents,
-            PointMassParams(max_steps=cfg.agent_max_steps, boundary=edge),
-            rng=np.random.default_rng(opts.seed + 1),
+            run.env.params(max_steps=cfg.agent_max_steps, boundary=edge),
+            rng=np.random.default_rng(run.train.seed + 1),
         )
         s = self.stages
         self.agents = VisualAgents(env, s.policy, s.trails, s.markers, heatmap.mapping)
@@ -86,40 +91,45 @@ class VisualTrainerApp:
         self.paused = False
         self.frame_index = 0
         self.last_step: StepResult | None = None
-        self._last_plot_episode = 0
-        self._last_ckpt_episode = 0
         self._profile_line: str | None = None
         self._surface_on = self._overlay_on = True
-        self.out = opts.out
         self._done = False
-        self.probe = Probe(opts.probe, opts.seed)
+        self.probe = Probe(opts.probe, run.train.seed)
         self.probe.start(self)
         self.meter.start()  # what set-up and prefill did is no frame's work
 
-    def _training_agent(self) -> Any:
+    def _session(self) -> Any:
+        """The training session: a new run (its folder under runs/ or --out), a resumed run
+        folder, a new run from a checkpoint file (--resume FILE), or a checkpoint evaluated
+        without learning (--eval); with --no-save nothing is written and nothing evaluated."""
         from calf.checkpoint import CheckpointError
-        from calf.envs import PointMassParams
-        from calf.trainer import AgentTrainer, TrainerConfig, make_controller
+        from calf.config import ConfigError
+        from calf.run_folder import RunFolderError
+        from calf.session import ResumeError, TrainingSession
+        from calf.trainer import make_controller
 
-        opts = self.opts
-        tcfg = TrainerConfig(
-            algo=opts.algo,
-            seed=opts.seed,
-            device=opts.device,
-            env=PointMassParams(max_steps=opts.max_steps),
-            learning_starts=opts.learning_starts,
-            learn=self.learning,
-        )
-        controller = make_controller(tcfg)
-        source = opts.eval or opts.resume
-        if source is not None:
-            try:
+        opts, cfg = self.opts, self.opts.config
+        try:
+            if opts.resume is not None and opts.resume.is_dir():
+                return TrainingSession.resume(opts.resume, opts.resumed_config)
+            controller = None
+            source = opts.eval or opts.resume
+            if source is not None:
+                controller = make_controller(cfg)
                 controller.load(source)
-            except CheckpointError as exc:
-                raise UsageError(str(exc)) from None
-        if opts.eval is not None:
-            controller.set_relax_probability(0.0)
-        return AgentTrainer(tcfg, controller)
+                if opts.eval is not None:
+                    controller.set_relax_probability(0.0)  # as deployed: certified or fallback
+                    return TrainingSession(cfg, None, controller, learn=False, evaluations=False)
+            if not opts.save:
+                return TrainingSession(cfg, None, controller, evaluations=False)
+            return TrainingSession.start(cfg, out=opts.out, controller=controller)
+        except (CheckpointError, ConfigError, ResumeError, RunFolderError) as exc:
+            raise UsageError(str(exc)) from None
+
+    def _show_evaluation(self, result: Any) -> None:
+        from calf.evaluation import format_eval_line
+
+        self._eval_line = format_eval_line(result)
 
     # ------------------------------------------------------------ window
     def _open_window(self) -> None:
@@ -173,15 +183,15 @@ class VisualTrainerApp:
         stage = self.meter.stage
         if not self.paused:
             with stage("training"):
-                self.last_step = step = self.trainer.step()
+                self.last_step = step = self.session.train_step()
             self.agents.step(self.stages.heights, stage)
             with stage("trails"):
                 self.scene.draw_training_agent(step.state, step.mode, step.episode_ended)
                 self.scene.push_timeline(self.controller.q_cert, step.mode)
             with stage("heatmap"):
                 self.scene.refresh_surface(self.trainer.global_step)
-            with stage("outputs"):  # a reward plot or checkpoint every few episodes
-                self._write_outputs_on_episode_end(step)
+            with stage("outputs"):  # at an episode's end: metrics, evaluation, checkpoint
+                self.session.after_step(step)
         with stage("ui"):
             self._show_panel()
         self.frame_index += 1
@@ -206,6 +216,7 @@ class VisualTrainerApp:
             n_agents=len(self.agents),
             state=state,
             mode=None if step is None else step.mode,
+            evaluation=self._eval_line,
         )
         self.stages.panel.show(values, state, action)
         self.fps_counter.show(self.clock.fps, self.frame_index)
@@ -230,19 +241,7 @@ class VisualTrainerApp:
         o = self.opts
         if o.frames is not None and self.frame_index >= o.frames:
             return True
-        return o.episodes is not None and self.trainer.episode >= o.episodes
-
-    def _write_outputs_on_episode_end(self, step: StepResult) -> None:
-        """The reward plot every few episodes and a checkpoint every K (not with --no-save)."""
-        if not (step.episode_ended and self.opts.save):
-            return
-        ep = self.trainer.episode
-        if ep - self._last_plot_episode >= self.opts.plot_every:
-            self.save_reward_plot()
-            self._last_plot_episode = ep
-        if self.learning and ep - self._last_ckpt_episode >= self.opts.checkpoint_every:
-            self.save_checkpoint()
-            self._last_ckpt_episode = ep
+        return o.stop_at_episodes and self.trainer.episode >= self.run_config.train.episodes
 
     # ------------------------------------------------------------- keys
     def on_key(self, key: str) -> None:
@@ -303,7 +302,7 @@ class VisualTrainerApp:
             "agents": len(self.agents),
             "mode": "reference" if o.reference else "optimized",
             "reference": sorted(o.reference),
-            "algo": o.algo,
+            "algo": self.run_config.train.algo,
             "preset": o.preset,
             "size": list(o.size),
             "frames_total": self.frame_index,
@@ -311,24 +310,10 @@ class VisualTrainerApp:
 
     def export_profile(self, path: Path | None = None) -> Path:
         """The profiler's JSON plus this run's settings and the probe's records (F1, and
-        --profile at exit)."""
-        target = Path(path or self.opts.profile or self.out / "profile.json")
+        --profile at exit): to ``path``, --profile, the run folder, or the working folder."""
+        target = Path(path or self.opts.profile or (self.out or Path(".")) / "profile.json")
         extra = {"run": self.run_info(), "probe": self.probe.report()}
         return self.profiler.to_json(target, extra=extra)
-
-    def save_reward_plot(self) -> Path:
-        from visuals.outputs import save_reward_plot
-
-        return save_reward_plot(
-            self.trainer.episode_rewards,
-            self.out / "rewards.png",
-            title=f"{self.opts.algo} training",
-        )
-
-    def save_checkpoint(self) -> Path:
-        path = self.out / "checkpoint.pt"
-        self.controller.save(path)
-        return path
 
     def summary(self) -> dict[str, Any]:
         stats = self.controller.get_statistics()
@@ -345,20 +330,22 @@ class VisualTrainerApp:
             "P_relax": stats["P_relax"],
             "agents": len(self.agents),
             "fps": self.profiler.frame_stats().get("fps"),
+            "evaluation": self._eval_line,
         }
 
     def finish(self) -> dict[str, Any]:
-        """Outputs at exit: screenshot, profile, reward plot, checkpoint; the summary."""
+        """Outputs at exit: profile, screenshot, the session's final evaluation, report and
+        checkpoint; the summary."""
         from visuals.offscreen import save_screenshot
 
         if self.opts.profile is not None:
             self.export_profile(self.opts.profile)
-        if self.opts.save:
-            if self.opts.screenshot is not None:
-                save_screenshot(self.opts.screenshot)
-            self.save_reward_plot()
-            if self.learning:
-                self.save_checkpoint()
+        screenshot = self.opts.screenshot
+        if screenshot is None and self.opts.headless and self.out is not None:
+            screenshot = self.out / "screenshot.png"
+        if screenshot is not None:
+            save_screenshot(screenshot)
+        self.session.close()
         return self.summary()
 
     # ------------------------------------------------------------- running
@@ -423,8 +410,8 @@ def main(argv: list[str] | None = None) -> int:
         f"  modes: certified {summary['certified_rate']:.1%}, relax {summary['relax_rate']:.1%}, "
         f"fallback {summary['fallback_rate']:.1%}; P_relax {summary['P_relax']:.4f}"
     )
-    print(
-        f"  outputs in {opts.out}/"
-        + (f" (screenshot {opts.screenshot})" if opts.screenshot else "")
-    )
+    if summary["evaluation"]:
+        print(f"  {summary['evaluation']}")
+    if trainer.out is not None:
+        print(f"  run folder: {trainer.out}")
     return 0

@@ -1,4 +1,6 @@
-"""calf-train's command line: the options, their checks, and the headless decision."""
+"""calf-train's command line: the run's config (the same ``RunConfig`` as ``python -m calf``:
+every ``--section.key`` flag and ``--config run.toml``), the visual trainer's own options, their
+checks, and the headless decision."""
 
 from __future__ import annotations
 
@@ -9,6 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from calf.config import (
+    ConfigError,
+    RunConfig,
+    add_config_arguments,
+    apply_overrides,
+    config_from_args,
+    flag_values,
+    load_config,
+)
 from visuals.probe import ProbeConfig
 
 # The loop-reference paths --reference accepts (visuals.stages builds them).
@@ -18,6 +29,7 @@ KEYS_HELP = (
     "F1 export profile | F2 profiler on/off | F3 reset profiler | "
     "arrows orbit/tilt | Q / E zoom"
 )
+HEADLESS_FRAMES = 1500  # a headless run with no limit given stops here
 
 
 class UsageError(Exception):
@@ -26,14 +38,13 @@ class UsageError(Exception):
 
 @dataclass
 class AppOptions:
-    algo: str = "calf"
+    config: RunConfig = field(default_factory=RunConfig)  # the run: env, TD3, CALF, ...
+    config_file: Path | None = None  # --config, and the flags given: what a resumed run's
+    config_flags: dict[str, Any] = field(default_factory=dict)  # saved config is updated with
+    stop_at_episodes: bool = False  # stop after config.train.episodes (given on the command line)
     agents: int | None = None  # None: the preset's number
     preset: str = "medium"
-    episodes: int | None = None  # stop after this many training episodes
-    max_steps: int = 500  # training-agent episode length
-    seed: int = 0
-    device: str = "cpu"
-    resume: Path | None = None
+    resume: Path | None = None  # a run folder, or a checkpoint file to start a new run from
     eval: Path | None = None
     headless: bool = False
     frames: int | None = None  # stop after this many frames
@@ -41,14 +52,17 @@ class AppOptions:
     screenshot: Path | None = None
     profile: Path | None = None
     reference: frozenset[str] = field(default_factory=frozenset)
-    out: Path = Path("runs/latest")
-    learning_starts: int = 300  # random steps before CALF acts and TD3 learns
-    checkpoint_every: int = 10  # episodes
-    plot_every: int = 5  # episodes
+    out: Path | None = None  # None: a new run folder under runs/
     torch_threads: int = 1
     progress: bool = True
-    save: bool = True  # reward plot, checkpoint and screenshot at exit
+    save: bool = True  # the run folder (config, metrics, evaluations, checkpoints, screenshot)
     probe: ProbeConfig = field(default_factory=ProbeConfig)  # perf runs only
+
+    def resumed_config(self, saved: RunConfig) -> RunConfig:
+        """A resumed run's saved config with --config and the flags given applied on top."""
+        cfg = saved if self.config_file is None else load_config(self.config_file, saved)
+        return apply_overrides(cfg, self.config_flags)
+
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -83,23 +97,13 @@ def _probe(text: str) -> ProbeConfig:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive(text: str) -> int:
+def _count(text: str, least: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {least}, got {value}")
     return value
 
 
@@ -109,18 +113,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="calf-train", description="Watch CALF learn in 3D. Keys: " + KEYS_HELP)
-    p.add_argument("--algo", choices=("calf", "td3"), default="calf")
-    p.add_argument("--agents", type=_non_negative, help="visual agents (default: the preset's)")
+    p = _Parser(
+        prog="calf-train",
+        description="Watch CALF learn in 3D. Keys: " + KEYS_HELP,
+        allow_abbrev=False,
+    )
+    p.add_argument("--agents", type=lambda t: _count(t, 0), help="visual agents (preset's)")
     p.add_argument("--preset", choices=("low", "medium", "high"), default="medium")
-    p.add_argument("--episodes", type=_positive, help="stop after this many training episodes")
-    p.add_argument("--max-steps", type=_positive, default=500, help="training episode length")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--resume", type=Path, metavar="PATH", help="continue from a checkpoint")
+    p.add_argument(
+        "--resume", type=Path, metavar="PATH", help="continue a run folder (or a checkpoint)"
+    )
     p.add_argument("--eval", type=Path, metavar="PATH", help="run a checkpoint, no learning")
     p.add_argument("--headless", action="store_true", help="render offscreen (auto: no display)")
-    p.add_argument("--frames", type=_positive, help="stop after N frames")
+    p.add_argument("--frames", type=lambda t: _count(t, 1), help="stop after N frames")
     p.add_argument("--size", type=_size, default=None, metavar="WxH")
     p.add_argument("--screenshot", type=Path, metavar="PATH", help="PNG of the last frame")
     p.add_argument("--profile", type=Path, metavar="PATH", help="profiler JSON at exit")
@@ -131,22 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LIST",
         help="run optimisations on their loop reference: calf,interp,stats,trails or all",
     )
-    p.add_argument("--out", type=Path, default=Path("runs/latest"), help="outputs folder")
-    p.add_argument(
-        "--learning-starts", type=_non_negative, default=300, help="random steps before learning"
-    )
-    p.add_argument("--checkpoint-every", type=_positive, default=10, metavar="EPISODES")
-    p.add_argument("--torch-threads", type=_positive, default=1)
+    p.add_argument("--out", type=Path, help="the run folder (default: a new one under runs/)")
+    p.add_argument("--torch-threads", type=lambda t: _count(t, 1), default=1)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--no-save", action="store_true", help="write no plot/checkpoint/screenshot")
+    p.add_argument("--no-save", action="store_true", help="no run folder, nothing written")
     p.add_argument(
         "--probe",
         type=_probe,
         default=ProbeConfig(),
         metavar="K=V,...",
         help="perf instrumentation (calf-perf sets it): warmup, prefill, churn, series, work, "
-        "inject=STAGE:MS",
+        "calls, tracemalloc, inject=STAGE:MS, serve",
     )
+    add_config_arguments(p)
     return p
 
 
@@ -159,36 +161,39 @@ def has_display() -> bool:
 def parse_options(argv: list[str] | None = None) -> AppOptions:
     """Command line -> AppOptions; UsageError with one line on bad input."""
     a = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(a)
+        flags = flag_values(a)
+        episodes_given = "train.episodes" in flags or a.config is not None
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
     if a.resume and a.eval:
         raise UsageError("--resume and --eval exclude each other")
     for flag, path in (("--resume", a.resume), ("--eval", a.eval)):
-        if path is not None and not path.is_file():
-            raise UsageError(f"{flag}: no such checkpoint file: {path}")
+        if path is not None and not path.exists():
+            raise UsageError(f"{flag}: no such checkpoint or run folder: {path}")
+    if a.resume is not None and a.resume.is_dir() and a.out:
+        raise UsageError("--resume of a run folder continues it there; drop --out")
     headless = a.headless or not has_display()
     frames = a.frames
-    if headless and frames is None and a.episodes is None:
-        frames = 1500  # a headless run always ends by itself
-    size = a.size or ((640, 360) if headless else (1280, 720))
-    out = a.out
+    if headless and frames is None and not episodes_given:
+        frames = HEADLESS_FRAMES  # a headless run always ends by itself
     return AppOptions(
-        algo=a.algo,
+        config=config,
+        config_file=None if a.config is None else Path(a.config),
+        config_flags=flags,
+        stop_at_episodes=episodes_given,
         agents=a.agents,
         preset=a.preset,
-        episodes=a.episodes,
-        max_steps=a.max_steps,
-        seed=a.seed,
-        device=a.device,
         resume=a.resume,
         eval=a.eval,
         headless=headless,
         frames=frames,
-        size=size,
-        screenshot=a.screenshot or (out / "screenshot.png" if headless and not a.no_save else None),
+        size=a.size or ((640, 360) if headless else (1280, 720)),
+        screenshot=a.screenshot,
         profile=a.profile,
         reference=a.reference,
-        out=out,
-        learning_starts=a.learning_starts,
-        checkpoint_every=a.checkpoint_every,
+        out=a.out,
         torch_threads=a.torch_threads,
         progress=not a.no_progress,
         save=not a.no_save,

@@ -92,7 +92,7 @@ class Probe:
     def start(self, app: Any) -> None:
         """Before the first frame: prefill the replay and set up the injected work."""
         for _ in range(self.config.prefill):
-            app.trainer.step()
+            app.session.step()
         if self.config.inject is not None:
             app.meter.inject(*self.config.inject)
 

@@ -86,6 +86,7 @@ PANEL_FIELDS: tuple[PanelField, ...] = (
     PanelField("agents", "Agents", "d"),
     PanelField("fps", "FPS", ".0f"),
     PanelField("profiler", "Profiler", str),
+    PanelField("evaluation", "Last evaluation", str),
 )
 _KNOWN_NAMES = frozenset(f.name for f in PANEL_FIELDS)
 
@@ -338,6 +339,7 @@ def panel_values_from(
     n_agents: int = 0,
     state: ArrayLike | None = None,
     mode: Mode | None = None,
+    evaluation: str | None = None,
 ) -> dict[str, Any]:
     """The panel's values from figures already known: 0 forward passes, a few attribute reads.
 
@@ -384,6 +386,7 @@ def panel_values_from(
         "agents": n_agents,
         "fps": fps,
         "profiler": profiler_line,
+        "evaluation": evaluation,
     }
     actor_loss = losses.get("actor_loss")
     if actor_loss is not None:
