@@ -37,12 +37,14 @@ class ArmSpec:
     warmup: int = 60  # frames before the first measured block
     timeout_s: float = 300.0
 
-    def app_args(self) -> list[str]:
+    def app_args(self, tree: Tree) -> list[str]:
+        """The trainer's options for this arm, in the tree's own spelling."""
         w, h = self.size
+        starts = "--td3.learning-starts" if tree.takes_run_config() else "--learning-starts"
         return [
             "--headless", "--no-progress", "--no-save",
             "--agents", str(self.agents), "--size", f"{w}x{h}", "--seed", str(self.seed),
-            "--learning-starts", str(PREFILL),
+            starts, str(PREFILL),
         ]  # fmt: skip
 
 
@@ -70,7 +72,7 @@ class ServeArm:
         self.spec = spec
         self._log = tempfile.TemporaryFile()
         cmd = [
-            sys.executable, "-m", "visuals", *spec.app_args(),
+            sys.executable, "-m", "visuals", *spec.app_args(tree),
             "--probe", f"prefill={PREFILL},serve=1",
         ]  # fmt: skip
         self.proc = subprocess.Popen(
@@ -158,7 +160,7 @@ class RunArm:
                 raise RunError(f"{self.label}: this tree cannot take injected work")
             else:  # the options trees had before the probe
                 frame_args += ["--warmup", str(spec.warmup), "--prefill", str(PREFILL)]
-            cmd = [sys.executable, "-m", "visuals", *spec.app_args(), *frame_args]
+            cmd = [sys.executable, "-m", "visuals", *spec.app_args(self.tree), *frame_args]
             cmd += ["--out", tmp]
             try:
                 proc = subprocess.run(

@@ -79,7 +79,7 @@ class RunSpec:
             "--size", f"{w}x{h}",
             "--seed", str(self.seed),
             # Fill the replay before the first frame so every frame carries a real TD3 update.
-            "--learning-starts", "256",
+            "--td3.learning-starts", "256",
             "--probe", ",".join((f"warmup={self.warmup}", "prefill=256", *self.probe)),
             "--reference", "all" if self.mode == "reference" else "none",
             "--profile", str(profile),

@@ -54,6 +54,12 @@ class Tree:
     def name(self) -> str:
         return f"{self.label} {self.commit[:10]}{' + uncommitted changes' if self.dirty else ''}"
 
+    def takes_run_config(self) -> bool:
+        """Whether this tree's trainer reads the run config flags (``--td3.learning-starts``);
+        older trees had ``--learning-starts``."""
+        options = self.path / "visuals" / "options.py"
+        return options.is_file() and "add_config_arguments" in options.read_text()
+
     def serves(self) -> bool:
         """Whether this tree's trainer runs blocks of frames on command (``--probe serve=1``);
         older trees are measured one process per block."""
