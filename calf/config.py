@@ -87,6 +87,9 @@ class TD3Config:
     replay_capacity: int = _field(100_000, "replay buffer size", lo=1)
     exploration_noise: float = _field(0.1, "exploration noise std, times max_action", lo=0.0)
     learning_starts: int = _field(500, "random-action steps before acting and learning", lo=0)
+    fused_update: bool = _field(
+        True, "the fused update (false: the straightforward reference update, same results)"
+    )
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,7 @@ def make_controller(cfg: RunConfig | TrainerConfig) -> CALFController:
         policy_noise=t.policy_noise,
         noise_clip=t.noise_clip,
         policy_delay=t.policy_delay,
+        fused_update=t.fused_update,
     )
 
 

@@ -91,6 +91,8 @@ def _valid_value(f: dataclasses.Field[Any]) -> st.SearchStrategy[Any]:
     if meta["choices"]:
         return st.sampled_from(meta["choices"])
     kind = f.type if isinstance(f.type, str) else f.type.__name__
+    if kind == "bool":
+        return st.booleans()
     if kind == "str":
         return st.sampled_from(["cpu", "cuda", "cuda:0"])
     lo = meta["lo"] if meta["lo"] is not None else -(10**6)
