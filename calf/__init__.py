@@ -11,12 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from calf.batch_policy import ActorOnly, BatchPolicy, PerAgentLoop
+    from calf.config import RunConfig
     from calf.controller import CALFController
     from calf.counters import ForwardCounter
     from calf.envs import PointMassBatch, PointMassEnv, PointMassParams, rk4_step, step_batch
+    from calf.evaluation import Evaluator, format_eval_line
     from calf.modes import SEED_MODE_NAMES, Mode, mode_names
     from calf.nominal import PDPolicy, pd_nominal_policy
     from calf.replay import ReplayBuffer
+    from calf.session import TrainingSession
     from calf.td3 import TD3, Actor, Critic
 
 _HOME = {
@@ -24,6 +27,10 @@ _HOME = {
     "BatchPolicy": "batch_policy",
     "PerAgentLoop": "batch_policy",
     "CALFController": "controller",
+    "RunConfig": "config",
+    "Evaluator": "evaluation",
+    "format_eval_line": "evaluation",
+    "TrainingSession": "session",
     "ForwardCounter": "counters",
     "PointMassBatch": "envs",
     "PointMassEnv": "envs",
@@ -46,6 +53,7 @@ __all__ = [
     "BatchPolicy",
     "CALFController",
     "Critic",
+    "Evaluator",
     "ForwardCounter",
     "Mode",
     "PDPolicy",
@@ -54,8 +62,11 @@ __all__ = [
     "PointMassEnv",
     "PointMassParams",
     "ReplayBuffer",
+    "RunConfig",
     "SEED_MODE_NAMES",
     "TD3",
+    "TrainingSession",
+    "format_eval_line",
     "mode_names",
     "pd_nominal_policy",
     "rk4_step",
