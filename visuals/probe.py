@@ -17,6 +17,9 @@ perf-only knob, so the frame itself has none:
   (the leak slope of our own code; Ursina's and Panda3D's internal caches churn on their own);
 - ``inject=STAGE:MS``: MS milliseconds of busy work added to every run of STAGE (a known,
   behaviour-preserving slowdown, for the harness's calibration);
+- ``alone=K``: after the last frame, time K training steps back to back, the renderer idle
+  (the same step the frame's ``training`` section runs, without the rest of the frame around
+  it: what contention with the render costs);
 - ``serve=1``: instead of running to the frame limit, run blocks of frames on command (see
   ``Probe.serve``): ``calf-perf ab`` keeps base and head alive side by side and alternates
   short blocks between them, so paired samples come seconds apart without restarts.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Callable
@@ -46,6 +50,7 @@ class ProbeConfig:
     work: bool = False
     calls: int = 0
     tracemalloc: int = 0
+    alone: int = 0
     inject: tuple[str, float] | None = None
     serve: bool = False
 
@@ -87,6 +92,7 @@ class Probe:
         self.work: list[dict[str, float]] = []
         self.calls: list[dict[str, Any]] = []
         self.traced: list[tuple[int, int]] = []  # (frame, traced Python bytes)
+        self.alone_ms: list[float] = []  # training steps timed alone (ms each)
         self._counter: PythonWork | None = None
 
     def start(self, app: Any) -> None:
@@ -172,6 +178,17 @@ class Probe:
             block = {k: data[k] for k in ("frame", "sections", "counters")}
             print("@block " + json.dumps(block), file=out, flush=True)
 
+    def finish(self, app: Any) -> None:
+        """After the last frame: the training steps timed alone (``alone``)."""
+        if not self.config.alone:
+            return
+        for _ in range(10):  # the last frame's rasterising finishes meanwhile
+            app.session.train_step()
+        for _ in range(self.config.alone):
+            start = time.perf_counter()
+            app.session.train_step()
+            self.alone_ms.append((time.perf_counter() - start) * 1e3)
+
     def report(self) -> dict[str, Any]:
         """What the probe recorded, for the profile JSON."""
         return {
@@ -180,6 +197,7 @@ class Probe:
             "work": self.work,
             "calls": self.calls,
             "traced": self.traced,
+            "alone_ms": self.alone_ms,
         }
 
 
