@@ -54,6 +54,8 @@ class AppOptions:
     reference: frozenset[str] = field(default_factory=frozenset)
     out: Path | None = None  # None: a new run folder under runs/
     torch_threads: int = 1
+    render_threads: int | None = None  # llvmpipe rasteriser threads (LP_NUM_THREADS); None: Mesa's
+    render_sync: bool = False  # glFinish after each draw: the render ends within its frame
     progress: bool = True
     save: bool = True  # the run folder (config, metrics, evaluations, checkpoints, screenshot)
     probe: ProbeConfig = field(default_factory=ProbeConfig)  # perf runs only
@@ -62,7 +64,6 @@ class AppOptions:
         """A resumed run's saved config with --config and the flags given applied on top."""
         cfg = saved if self.config_file is None else load_config(self.config_file, saved)
         return apply_overrides(cfg, self.config_flags)
-
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -138,6 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, help="the run folder (default: a new one under runs/)")
     p.add_argument("--torch-threads", type=lambda t: _count(t, 1), default=1)
+    p.add_argument(
+        "--render-threads",
+        type=lambda t: _count(t, 1),
+        metavar="N",
+        help="software rasteriser threads (Mesa llvmpipe's LP_NUM_THREADS)",
+    )
+    p.add_argument(
+        "--render-sync",
+        action="store_true",
+        help="finish each frame's drawing before the next update starts (gl-finish)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-save", action="store_true", help="no run folder, nothing written")
     p.add_argument(
@@ -195,6 +207,8 @@ def parse_options(argv: list[str] | None = None) -> AppOptions:
         reference=a.reference,
         out=a.out,
         torch_threads=a.torch_threads,
+        render_threads=a.render_threads,
+        render_sync=a.render_sync,
         progress=not a.no_progress,
         save=not a.no_save,
         probe=a.probe,
