@@ -1,14 +1,15 @@
 """``calf-train``: watch CALF learn in 3D, in a window or headless.
 
-One frame, top to bottom (``VisualTrainerApp.frame``): the training agent's step (act, env step,
-replay, one TD3 update) -> the visual agents' step (one batched policy call, physics, heights,
-trails and markers) -> drawing (the training agent, the certificate timeline, the periodic
+One frame, top to bottom (``VisualTrainerApp.frame``): the visual agents' step (one batched
+policy call, physics, heights, trails and markers) -> the training agent's step (act, env step,
+replay, one TD3 update) -> drawing (the training agent, the certificate timeline, the periodic
 surface refresh, outputs) -> the panel -> the probe. docs/ARCHITECTURE.md follows the same data
 through the frame. One ``VisualTrainerApp`` object holds all state; nothing happens at import.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -133,11 +134,17 @@ class VisualTrainerApp:
 
     # ------------------------------------------------------------ window
     def _open_window(self) -> None:
+        from panda3d.core import load_prc_file_data
         from ursina import Entity, camera, window
 
         from visuals.offscreen import disable_generated_shaders, make_offscreen_app
         from visuals.palette import BACKGROUND
 
+        # Both before the GL context exists: Mesa reads LP_NUM_THREADS when the driver loads.
+        if self.opts.render_threads is not None:
+            os.environ["LP_NUM_THREADS"] = str(self.opts.render_threads)
+        if self.opts.render_sync:
+            load_prc_file_data("calf-train", "gl-finish true")
         if self.opts.headless:
             self.app = make_offscreen_app(size=self.opts.size, development_mode=False)
         else:
@@ -178,13 +185,16 @@ class VisualTrainerApp:
 
     # ------------------------------------------------------------- frame
     def frame(self) -> None:
-        """One frame: training step -> visual agents -> draw -> panel -> probe."""
+        """One frame: visual agents -> training step -> draw -> panel -> probe."""
         self.clock.start_frame()
         stage = self.meter.stage
         if not self.paused:
+            # The agents first: while the software rasteriser finishes the last frame on the
+            # other core, the small stages run; the TD3 update, the frame's largest block, then
+            # runs alone (1.16 -> 1.01 x its time alone at N = 20: README, contention).
+            self.agents.step(self.stages.heights, stage)
             with stage("training"):
                 self.last_step = step = self.session.train_step()
-            self.agents.step(self.stages.heights, stage)
             with stage("trails"):
                 self.scene.draw_training_agent(step.state, step.mode, step.episode_ended)
                 self.scene.push_timeline(self.controller.q_cert, step.mode)
@@ -338,6 +348,7 @@ class VisualTrainerApp:
         checkpoint; the summary."""
         from visuals.offscreen import save_screenshot
 
+        self.probe.finish(self)
         if self.opts.profile is not None:
             self.export_profile(self.opts.profile)
         screenshot = self.opts.screenshot

@@ -8,7 +8,8 @@ the one place that reads the ``--reference`` set:
 | policy  | BatchPolicy    | CALFController (batched CALF)      | PerAgentLoop (``calf``)       |
 | heights | HeightSource   | CriticHeatmap.heights (vectorised) | LoopHeights (``interp``)      |
 | trails  | TrailSet       | BatchedTrailRenderer (one Geom;    | LineTrailGroup (``trails``)   |
-|         |                | level of detail from 50 agents)    |                               |
+|         |                | level of detail past a segment     |                               |
+|         |                | budget)                            |                               |
 | markers | MarkerSet      | BatchedMarkers (one Geom)          | MarkerEntities (``trails``)   |
 | panel   | Panel          | CachedPanel (StatsCache)           | ReferencePanel (``stats``)    |
 
@@ -27,17 +28,16 @@ from visuals.heatmap import CriticHeatmap, HeightSource, LoopHeights
 from visuals.markers import BatchedMarkers, MarkerEntities, MarkerSet
 from visuals.options import REFERENCE_PATHS
 from visuals.panel import CachedPanel, Panel, ReferencePanel
-from visuals.trail_lod import TrailLOD
 from visuals.trails import BatchedTrailRenderer, LineTrailGroup, TrailSet
 
 # The profiler sections of one frame, in the order the frame runs them ("render" is what the
 # frame spends after its update: Panda3D culling and drawing).
 FRAME_SECTIONS = (
-    "training",
     "policy",
     "physics",
     "heights",
     "trails",
+    "training",
     "heatmap",
     "outputs",
     "ui",
@@ -94,7 +94,7 @@ def build_stages(
             decimation=cfg.trail_decimation,
             thickness=cfg.trail_thickness,
             parent=parent,
-            lod=TrailLOD.doubling() if cfg.use_trail_lod(n_agents) else None,
+            lod=cfg.trail_lod_for(n_agents),
         )
         markers = BatchedMarkers(max_agents=max(n_agents, 1), size=cfg.marker_size, parent=parent)
     return Stages(
