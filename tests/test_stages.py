@@ -8,11 +8,12 @@ import pytest
 
 from calf import CALFController, pd_nominal_policy
 from calf.batch_policy import ActorOnly, PerAgentLoop
-from visuals.config import preset
+from visuals.config import TRAIL_SEGMENT_BUDGET, preset
 from visuals.heatmap import CriticHeatmap, LoopHeights
 from visuals.markers import BatchedMarkers, MarkerEntities
 from visuals.panel import CachedPanel, ReferencePanel
 from visuals.stages import build_stages
+from visuals.trail_lod import SlotLayout
 from visuals.trails import BatchedTrailRenderer, LineTrailGroup
 
 
@@ -53,14 +54,27 @@ def test_each_reference_name_swaps_exactly_its_stages(ursina_app, name, position
 
 
 @pytest.mark.parametrize(
-    "n, setting, lod", [(5, None, False), (50, None, True), (5, True, True), (500, False, False)]
+    "n, setting, lod",
+    [(5, None, False), (33, None, False), (34, None, True), (5, True, True), (500, False, False)],
 )
-def test_trail_level_of_detail_follows_the_preset_or_the_agent_count(ursina_app, n, setting, lod):
+def test_trail_level_of_detail_follows_the_preset_or_the_segment_budget(
+    ursina_app, n, setting, lod
+):
     ctrl = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=0)
-    cfg = replace(preset("low"), trail_lod=setting)
+    cfg = replace(preset("medium"), trail_lod=setting)  # 600-point trails
     stages = build_stages(cfg, ctrl, CriticHeatmap(ctrl.td3), "calf", frozenset(), None, n)
     assert isinstance(stages.trails, BatchedTrailRenderer)
     assert (stages.trails.lod is not None) == lod
+    if setting is None:  # automatic: within the budget, or full resolution when that fits
+        assert n * stages.trails.slots_per_agent <= max(TRAIL_SEGMENT_BUDGET, n * 600 * (not lod))
+
+
+@pytest.mark.parametrize("n", [34, 100, 300, 1000, 5000])
+def test_the_automatic_level_of_detail_keeps_every_trail_within_the_segment_budget(ursina_app, n):
+    lod = preset("medium").trail_lod_for(n)
+    assert lod is not None
+    slots = SlotLayout(600, lod).slots
+    assert n * slots <= TRAIL_SEGMENT_BUDGET or n * 19 > TRAIL_SEGMENT_BUDGET  # the coarsest
 
 
 def test_td3_algo_acts_with_the_actor_alone(ursina_app):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from visuals.trail_lod import TrailLOD
+
 # Panel fields that change (nearly) every frame, shown at most every k frames: at 60 FPS a period
 # of 10 still refreshes them 6 times a second, and the panel's text is re-laid out on a few frames
 # in ten instead of every frame. Periods of fields that change together are equal so that they
@@ -31,7 +33,10 @@ DEFAULT_STATS_PERIODS: MappingProxyType[str, int] = MappingProxyType(
 )
 
 
-TRAIL_LOD_AUTO_AGENTS = 50  # from here on, full-resolution trails cost llvmpipe more than 2 ms
+# Segments all visual agents' trails may draw: llvmpipe's cost grows with them, so beyond this
+# the trails thin their older points (level of detail). 20 000 keeps 33 agents at full
+# resolution and 1000 agents at 19 of 600 points (measured in the README's sweep).
+TRAIL_SEGMENT_BUDGET = 20_000
 
 
 @dataclass(frozen=True)
@@ -41,8 +46,10 @@ class VisualConfig:
     trail_points: int = 600  # per agent, ring buffer
     trail_decimation: int = 1  # keep every k-th point
     trail_thickness: float = 2.0
-    # Trail level of detail (the newest points at full resolution, older ones thinned): None
-    # turns it on for TRAIL_LOD_AUTO_AGENTS agents or more, chosen when the trails are built.
+    # Trail level of detail (the newest points at full resolution, older ones thinned), chosen
+    # when the trails are built: None thins just enough to keep every trail within
+    # TRAIL_SEGMENT_BUDGET segments, False never thins, True always does (at least the default
+    # schedule).
     trail_lod: bool | None = None
     grid_size: int = 21  # critic surface resolution (G x G)
     heatmap_update_every: int = 500  # training steps between critic-grid refreshes
@@ -54,9 +61,14 @@ class VisualConfig:
     marker_size: float = 8.0  # pixels
     stats_periods: MappingProxyType[str, int] = field(default_factory=lambda: DEFAULT_STATS_PERIODS)
 
-    def use_trail_lod(self, n_agents: int) -> bool:
-        """Whether trails for ``n_agents`` agents are drawn with level of detail."""
-        return n_agents >= TRAIL_LOD_AUTO_AGENTS if self.trail_lod is None else self.trail_lod
+    def trail_lod_for(self, n_agents: int) -> TrailLOD | None:
+        """The level of detail of ``n_agents`` agents' trails (None: full resolution)."""
+        if self.trail_lod is False:
+            return None
+        lod = TrailLOD.for_budget(self.trail_points, max(n_agents, 1), TRAIL_SEGMENT_BUDGET)
+        if lod is None and self.trail_lod:
+            return TrailLOD.doubling()
+        return lod
 
 
 PRESETS: dict[str, VisualConfig] = {

@@ -37,6 +37,15 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+# doubling() arguments from fine to coarse: 166, 102, 59, 34, 19 slots for 600-point trails.
+BUDGET_SCHEDULES: tuple[tuple[int, int, int], ...] = (
+    (64, 32, 5),
+    (32, 16, 5),
+    (16, 8, 6),
+    (8, 4, 7),
+    (4, 2, 8),
+)
+
 
 @dataclass(frozen=True)
 class TrailLOD:
@@ -61,6 +70,19 @@ class TrailLOD:
                     f"it must span at least {need} ages (boundaries {b!r})"
                 )
         object.__setattr__(self, "boundaries", tuple(int(x) for x in b))
+
+    @classmethod
+    def for_budget(cls, max_points: int, agents: int, segments: int) -> TrailLOD | None:
+        """The finest schedule of ``BUDGET_SCHEDULES`` whose ``agents`` trails of ``max_points``
+        draw at most ``segments`` segments in all (the coarsest if none does); None when full
+        resolution fits. A fixed segment budget keeps the trails' render cost flat in N."""
+        if agents * max_points <= segments:
+            return None
+        for args in BUDGET_SCHEDULES:
+            lod = cls.doubling(*args)
+            if agents * SlotLayout(max_points, lod).slots <= segments:
+                return lod
+        return cls.doubling(*BUDGET_SCHEDULES[-1])
 
     @classmethod
     def doubling(cls, newest: int = 32, points_per_level: int = 16, levels: int = 5) -> TrailLOD:
