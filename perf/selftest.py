@@ -149,8 +149,8 @@ CATALOGUE: tuple[Regression, ...] = (
     ),
     Regression(
         "1 KiB kept every frame", "leak", "visuals/app.py",
-        "                self.last_step = step = self.trainer.step()\n",
-        "                self.last_step = step = self.trainer.step()\n"
+        "                self.last_step = step = self.session.train_step()\n",
+        "                self.last_step = step = self.session.train_step()\n"
         '                self.__dict__.setdefault("_kept", []).append(bytearray(1024))\n',
         ("leak",),
     ),
