@@ -12,9 +12,19 @@ import yaml
 WORKFLOWS = sorted((Path(__file__).resolve().parents[1] / ".github" / "workflows").glob("*.yml"))
 
 
-def test_there_are_workflows_for_tests_gate_and_benchmarks():
+def test_there_are_workflows_for_tests_gate_benchmarks_and_nightly():
     names = {p.stem for p in WORKFLOWS}
-    assert {"tests", "perf-gate", "benchmarks"} <= names
+    assert {"tests", "perf-gate", "benchmarks", "nightly"} <= names
+
+
+def test_pull_requests_are_judged_by_ab_in_one_job_never_by_stored_results():
+    gate = yaml.safe_load((WORKFLOWS[0].parent / "perf-gate.yml").read_text())
+    runs = " ".join(step.get("run", "") for step in gate["jobs"]["ab"]["steps"])
+    assert "calf-perf ab --base ${{ github.event.pull_request.base.sha }}" in runs
+    assert "$GITHUB_STEP_SUMMARY" in runs
+    for path in WORKFLOWS:
+        text = path.read_text()
+        assert "benchmark-compare" not in text, path.name  # no comparison with another runner
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
