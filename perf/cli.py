@@ -287,8 +287,10 @@ def cmd_ab(a: argparse.Namespace) -> int:
                 print(f"  micro: {name} exists on one side only (not compared)")
         result = run_ab(base, head, cfg, micro, on_round=lambda line: print(line, flush=True))
     print("\n" + format_text(result, rule))
-    if a.markdown:
-        atomic_write(a.markdown, lambda fh: fh.write(format_markdown(result, rule)))
+    if a.markdown:  # appended, as GitHub's job summary expects, in one write
+        a.markdown.parent.mkdir(parents=True, exist_ok=True)
+        with a.markdown.open("a", encoding="utf-8") as fh:
+            fh.write(format_markdown(result, rule))
     if a.json:
         _write_json(a.json, to_json(result, rule))
     if result.regressions:
@@ -431,7 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ab.add_argument("--no-micro", action="store_true", help="skip the pytest-benchmark suites")
     ab.add_argument("--json", type=Path, metavar="PATH", help="every sample and decision")
-    ab.add_argument("--markdown", type=Path, metavar="PATH", help="e.g. $GITHUB_STEP_SUMMARY")
+    ab.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="PATH",
+        help="append the report (e.g. $GITHUB_STEP_SUMMARY)",
+    )
     ab.set_defaults(fn=cmd_ab)
     return p
 
