@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -35,6 +36,7 @@ SIZES = (5, 100)
 BASE = np.random.default_rng(7).uniform(-4.0, 4.0, size=(5, 2))
 POINTS = 60  # trail length for the trail stages (their rings wrap: the steady state)
 _TABLE: dict[tuple[str, str, int], int] = {}
+_DRAWN: list[Any] = []  # layers and texts made here, removed from the shared scene after each test
 
 
 def count_calls(fn: Callable[[], object]) -> int:
@@ -99,6 +101,7 @@ def _trails(n: int, reference: bool, lod: TrailLOD | None) -> Callable[[], objec
         if reference
         else BatchedTrailRenderer(max_agents=n, max_points=POINTS, lod=lod)
     )
+    _DRAWN.append(trails)
     trails.add_agents(n)
     for t in range(3 * POINTS):  # past the rings' wrap
         trails.push(positions(n, t), modes(n, t))
@@ -116,6 +119,7 @@ def trail_push_lod(n: int, reference: bool) -> Callable[[], object]:
 
 def markers(n: int, reference: bool) -> Callable[[], object]:
     stage = MarkerEntities() if reference else BatchedMarkers(n)
+    _DRAWN.append(stage)
     stage.set_count(n)
     stage.update(positions(n, 0), modes(n, 0))
     pos, m = positions(n, 1), modes(n, 1)
@@ -127,6 +131,7 @@ def panel(n: int, reference: bool) -> Callable[[], object]:
     figure at both sizes (a longer number is a longer text to lay out, not per-agent work)."""
     ctrl = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=0)
     stage = ReferencePanel(ctrl.td3) if reference else CachedPanel(preset("medium"))
+    _DRAWN.append(stage.text)
     state, action = BASE[0], np.zeros(1)
     for step in range(12):
         stage.show({"step": step, "agents": 50, "episode": 0}, state, action)
@@ -157,6 +162,17 @@ def calls_at(name: str, n: int, reference: bool = False) -> int:
     calls = count_calls(stage_call)
     _TABLE[(name, "reference" if reference else "optimised", n)] = calls
     return calls
+
+
+@pytest.fixture(autouse=True)
+def _cleanup():
+    yield
+    while _DRAWN:
+        drawn = _DRAWN.pop()
+        if hasattr(drawn, "destroy"):
+            drawn.destroy()
+        else:  # a Text
+            drawn.enabled = False
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -18,6 +18,19 @@ from visuals.heatmap import CriticHeatmap
 from visuals.markers import BatchedMarkers
 from visuals.trails import BatchedTrailRenderer
 
+_CREATED: list[VisualAgents] = []
+
+
+def request_cleanup(agents: VisualAgents) -> None:
+    _CREATED.append(agents)
+
+
+@pytest.fixture(autouse=True)
+def _cleanup():
+    yield
+    while _CREATED:
+        drop(_CREATED.pop())
+
 
 def no_stage(_name: str) -> nullcontext[None]:
     return nullcontext()
@@ -30,6 +43,12 @@ def make_agents(n: int, loop: bool = False, seed: int = 0) -> tuple[VisualAgents
     trails = BatchedTrailRenderer(max_agents=2, max_points=16)
     markers = BatchedMarkers(max_agents=2)
     return VisualAgents(env, policy, trails, markers, PlaneMapping()), CriticHeatmap(ctrl.td3)
+
+
+def drop(agents: VisualAgents) -> None:
+    """Remove the agents' drawn layers from the session's shared scene."""
+    agents.trails.destroy()
+    agents.markers.destroy()
 
 
 def rows(agents: VisualAgents) -> list[int]:
@@ -48,6 +67,9 @@ class AgentRows(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.agents, self.heatmap = make_agents(3)
+
+    def teardown(self) -> None:
+        drop(self.agents)  # the scene is shared by the session's tests
 
     @rule(n=st.integers(0, 4))
     def add(self, n: int) -> None:
@@ -100,6 +122,7 @@ def test_any_sequence_of_adds_removes_resets_and_steps_keeps_every_row_in_step(u
 @pytest.mark.parametrize("loop", [False, True], ids=["batched", "loop"])
 def test_a_finished_row_starts_over_alone(ursina_app, loop):
     agents, heatmap = make_agents(4, loop=loop)
+    request_cleanup(agents)
     for _ in range(3):
         agents.step(heatmap, no_stage)
     agents.env.states[2] = [0.0, 0.0]  # inside the goal radius after one step
@@ -116,6 +139,7 @@ def test_a_finished_row_starts_over_alone(ursina_app, loop):
 
 def test_step_enters_the_four_stages_in_order(ursina_app):
     agents, heatmap = make_agents(2)
+    request_cleanup(agents)
     seen: list[str] = []
 
     def stage(name: str) -> nullcontext[None]:
@@ -128,6 +152,7 @@ def test_step_enters_the_four_stages_in_order(ursina_app):
 
 def test_bad_rows_and_counts_are_refused(ursina_app):
     agents, _ = make_agents(3)
+    request_cleanup(agents)
     with pytest.raises(ValueError, match="cannot add"):
         agents.add(-1)
     with pytest.raises(ValueError, match="out of range"):

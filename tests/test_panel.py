@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from calf.td3 import TD3
 from visuals.config import preset
 from visuals.panel import CachedPanel, CountedText, FpsCounter, Panel, ReferencePanel
+
+_TEXTS: list[CountedText] = []
+
+
+@pytest.fixture(autouse=True)
+def _hide_texts():
+    """The UI is shared by the session's tests: hide what each test showed."""
+    yield
+    while _TEXTS:
+        _TEXTS.pop().enabled = False
+
+
+def keep(thing):
+    _TEXTS.append(
+        thing.text if hasattr(thing, "text") and not isinstance(thing, CountedText) else thing
+    )
+    return thing
 
 
 def values(step: int, episode: int = 0) -> dict[str, object]:
@@ -14,7 +32,7 @@ def values(step: int, episode: int = 0) -> dict[str, object]:
 
 
 def test_counted_text_counts_every_layout_and_the_wasted_ones(ursina_app):
-    text = CountedText("a")
+    text = keep(CountedText("a"))
     try:
         base = (text.layouts, text.wasted)
         text.text = "b"
@@ -27,7 +45,7 @@ def test_counted_text_counts_every_layout_and_the_wasted_ones(ursina_app):
 
 
 def test_cached_panel_lays_out_only_when_a_shown_value_changed(ursina_app):
-    panel: Panel = CachedPanel(preset("medium"))  # "step" is shown every 10 frames
+    panel: Panel = keep(CachedPanel(preset("medium")))  # "step" is shown every 10 frames
     state, action = np.zeros(2), np.zeros(1)
     start = panel.text.layouts
     for frame in range(30):
@@ -43,7 +61,7 @@ def test_cached_panel_lays_out_only_when_a_shown_value_changed(ursina_app):
 
 
 def test_reference_panel_lays_out_every_frame(ursina_app):
-    panel: Panel = ReferencePanel(TD3(2, 1, 5.0, seed=0))
+    panel: Panel = keep(ReferencePanel(TD3(2, 1, 5.0, seed=0)))
     state, action = np.array([1.0, 0.5]), np.zeros(1)
     start = (panel.text.layouts, panel.text.wasted)
     for _ in range(5):
@@ -53,7 +71,7 @@ def test_reference_panel_lays_out_every_frame(ursina_app):
 
 
 def test_fps_counter_lays_out_once_per_period_and_only_a_new_figure(ursina_app):
-    fps = FpsCounter(period=30)
+    fps = keep(FpsCounter(period=30))
     start = fps.text.layouts
     for frame in range(1, 91):
         fps.show(60.0 + frame, frame)

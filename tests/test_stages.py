@@ -16,11 +16,30 @@ from visuals.stages import build_stages
 from visuals.trail_lod import SlotLayout
 from visuals.trails import BatchedTrailRenderer, LineTrailGroup
 
+_BUILT = []
+
+
+@pytest.fixture(autouse=True)
+def _cleanup():
+    """Remove the drawn stages from the session's shared scene after each test."""
+    yield
+    while _BUILT:
+        stages = _BUILT.pop()
+        stages.trails.destroy()
+        stages.markers.destroy()
+        stages.panel.text.enabled = False
+
+
+def build(*args):
+    stages = build_stages(*args)
+    _BUILT.append(stages)
+    return stages
+
 
 def stages_for(reference: frozenset[str], algo: str = "calf"):
     ctrl = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=0)
     heatmap = CriticHeatmap(ctrl.td3)
-    return ctrl, heatmap, build_stages(preset("low"), ctrl, heatmap, algo, reference, None, 2)
+    return ctrl, heatmap, build(preset("low"), ctrl, heatmap, algo, reference, None, 2)
 
 
 def kinds(stages) -> tuple[type, ...]:
@@ -62,7 +81,7 @@ def test_trail_level_of_detail_follows_the_preset_or_the_segment_budget(
 ):
     ctrl = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=0)
     cfg = replace(preset("medium"), trail_lod=setting)  # 600-point trails
-    stages = build_stages(cfg, ctrl, CriticHeatmap(ctrl.td3), "calf", frozenset(), None, n)
+    stages = build(cfg, ctrl, CriticHeatmap(ctrl.td3), "calf", frozenset(), None, n)
     assert isinstance(stages.trails, BatchedTrailRenderer)
     assert (stages.trails.lod is not None) == lod
     if setting is None:  # automatic: within the budget, or full resolution when that fits
@@ -84,4 +103,4 @@ def test_td3_algo_acts_with_the_actor_alone(ursina_app):
 
 def test_an_unknown_reference_name_is_refused(ursina_app):
     with pytest.raises(ValueError, match="unknown reference"):
-        stages_for(frozenset({"warp"}))
+        stages_for(frozenset({"warp"}))  # refused before anything is drawn
