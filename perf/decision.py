@@ -115,6 +115,7 @@ __all__ = [
     "compare_unpaired",
     "decide",
     "decide_count",
+    "decide_against_spread",
     "decide_paired",
     "holm",
     "log_ratios",
@@ -127,7 +128,7 @@ __all__ = [
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 Verdict = Literal["regression", "improvement", "unchanged", "ambiguous"]
-Method = Literal["wilcoxon", "mann-whitney", "bootstrap", "count"]
+Method = Literal["wilcoxon", "mann-whitney", "bootstrap", "count", "empirical-null"]
 
 EXACT_MAX_N = 50  # paired: exact null distribution up to this many pairs (scipy's cutoff too)
 EXACT_MAX_TOTAL = 100  # unpaired: exact up to this many samples in both sets together
@@ -995,3 +996,73 @@ def paired_shares(
     out = {frame_metric: (b_frame, h_frame)}
     out.update({f"{k} share": (base[k], head[k]) for k in names})
     return out
+
+
+# --- one run of many benchmarks: judged against their own spread -----------------------------
+
+_MAD_TO_SD = 1.4826  # a normal sample's standard deviation per median absolute deviation
+MIN_SPREAD = 0.01  # the least spread assumed (log scale): no run is quieter than 1 %
+
+
+def decide_against_spread(
+    comparisons: Sequence[Comparison], rule: DecisionRule = DecisionRule()
+) -> list[Decision]:
+    """Many benchmarks, each measured in one process per side: judge each one's log ratio
+    against the spread of all of them (an empirical null).
+
+    Between two processes a micro-benchmark moves by several per cent on its own (memory
+    layout, caches, the machine), far more than its rounds' spread says, so a within-run test
+    calls that a change. Most benchmarks do not change, so the median and the scaled median
+    absolute deviation of the estimated log ratios are the run's common drift and its
+    between-process noise (the spread taken at its upper 2-standard-error bound). A benchmark
+    is a REGRESSION when its log ratio, less the common
+    drift, is above the noise at the Holm-adjusted one-sided level ``rule.alpha`` (normal
+    tails) and above ``min_effect``; IMPROVEMENT symmetrically; UNCHANGED when the change is
+    inside the threshold; else AMBIGUOUS. Needs at least 5 benchmarks.
+    """
+    if len(comparisons) < 5:
+        raise ValueError(f"an empirical null needs at least 5 benchmarks, got {len(comparisons)}")
+    d = np.array([c.log_ratio for c in comparisons])
+    centre = float(np.median(d))
+    # The scaled MAD of n values is itself uncertain (relative standard error ~1.17 / sqrt(n));
+    # its upper 2-standard-error bound keeps an underestimate from turning noise into findings.
+    mad = _MAD_TO_SD * float(np.median(np.abs(d - centre)))
+    spread = max(mad * (1.0 + 2.0 * 1.17 / math.sqrt(len(d))), MIN_SPREAD)
+    z = (d - centre) / spread
+    p_slow = np.array([1.0 - _NORMAL.cdf(v) for v in z])
+    p_fast = np.array([_NORMAL.cdf(v) for v in z])
+    adj_slow, adj_fast = holm(p_slow), holm(p_fast)
+    alpha, m = rule.alpha, len(comparisons)
+    z_crit = _NORMAL.inv_cdf(1.0 - alpha / m)
+    floor, band = math.log1p(rule.effect_floor), math.log1p(rule.threshold)
+    mde = math.expm1((z_crit + _NORMAL.inv_cdf(rule.power)) * spread)
+    decisions = []
+    for c, est, ps, pf, a_s, a_f in zip(
+        comparisons, d - centre, p_slow, p_fast, adj_slow, adj_fast, strict=True
+    ):
+        verdict: Verdict
+        if a_s <= alpha and est > floor:
+            verdict = "regression"
+        elif a_f <= alpha and est < -floor:
+            verdict = "improvement"
+        elif abs(est) < band:
+            verdict = "unchanged"
+        else:
+            verdict = "ambiguous"
+        decisions.append(
+            Decision(
+                metric=c.metric,
+                n=c.n,
+                ratio=math.exp(est),
+                low=math.exp(est - z_crit * spread),
+                high=math.exp(est + z_crit * spread),
+                p_slower=float(ps),
+                p_faster=float(pf),
+                p_slower_adj=float(a_s),
+                p_faster_adj=float(a_f),
+                verdict=verdict,
+                mde=mde,
+                method="empirical-null",
+            )
+        )
+    return decisions

@@ -26,6 +26,7 @@ from perf.decision import (
     compare_paired_many,
     compare_unpaired,
     decide,
+    decide_against_spread,
     decide_count,
     decide_paired,
     holm,
@@ -632,3 +633,50 @@ def test_comparison_interval_and_summary_are_readable() -> None:
     assert (
         line.startswith("frame_ms: +") and "n=4" in line and "could have detected nothing" in line
     )
+
+
+# --- many benchmarks, one process per side: judged against their own spread ---------------
+
+
+def _spread_comparisons(log_ratios: np.ndarray) -> list:
+    from types import SimpleNamespace
+
+    return [
+        SimpleNamespace(metric=f"bench {i}", n=100, log_ratio=float(d))
+        for i, d in enumerate(log_ratios)
+    ]
+
+
+def test_a_drift_common_to_every_benchmark_is_never_a_regression():
+    rng = np.random.default_rng(0)
+    d = np.log(1.15) + rng.normal(0, 0.05, 40)  # everything 15 % slower: the machine, not code
+    decisions = decide_against_spread(_spread_comparisons(d))
+    assert not [x for x in decisions if x.verdict == "regression"]
+
+
+def test_one_benchmark_far_outside_the_spread_is_a_regression_and_only_it():
+    rng = np.random.default_rng(1)
+    d = rng.normal(0, 0.05, 40)
+    d[7] = np.log(1.6)  # +60 % against a 5 % between-process spread
+    decisions = decide_against_spread(_spread_comparisons(d))
+    flagged = [x.metric for x in decisions if x.verdict == "regression"]
+    assert flagged == ["bench 7"]
+    assert decisions[7].ratio == pytest.approx(1.6, rel=0.05)
+
+
+def test_the_empirical_null_flags_pure_noise_in_at_most_alpha_of_runs():
+    rng = np.random.default_rng(2)
+    runs = 500
+    flagged = sum(
+        any(
+            x.verdict == "regression"
+            for x in decide_against_spread(_spread_comparisons(rng.normal(0, 0.08, 50)))
+        )
+        for _ in range(runs)
+    )
+    assert flagged / runs <= 0.05
+
+
+def test_too_few_benchmarks_have_no_empirical_null():
+    with pytest.raises(ValueError, match="at least 5"):
+        decide_against_spread(_spread_comparisons(np.zeros(3)))
