@@ -20,13 +20,15 @@ if it does not, the run could not have caught a change of the threshold's size a
 ("inconclusive", exit 3) instead of passing.
 
 Micro: the pytest-benchmark suites of perf/ (quick sizes) in both trees, paired by name
-(``perf.micro``).
+(``perf.micro``), judged against the spread of all benchmarks of the run (one process per side
+moves a micro-benchmark by several per cent on its own: ``decide_against_spread``). The
+false-alarm budget ``alpha`` is split between the two families, half each.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,7 @@ from perf.decision import (
     DecisionRule,
     compare_paired,
     decide,
+    decide_against_spread,
     decide_count,
     decide_paired,
     needs_more_rounds,
@@ -194,9 +197,11 @@ def run_ab(
     micro: Sequence[Comparison] = (),
     on_round: Callable[[str], None] = lambda _line: None,
 ) -> AbResult:
-    """Measure base, head and the calibration arm at every N and decide, the ``micro``
-    comparisons in the same Holm family (module docstring)."""
+    """Measure base, head and the calibration arm at every N and decide; the ``micro``
+    comparisons are judged against their own spread (module docstring)."""
     serve = base.serves() and head.serves()
+    rule = replace(cfg.rule, alpha=cfg.rule.alpha / 2) if micro else cfg.rule
+    micro_decisions = decide_against_spread(micro, rule) if micro else []
     arm_type: Callable[[Tree, ArmSpec, str], Arm] = ServeArm if serve else RunArm
     series = {n: _Series() for n in cfg.agents}
     arms: list[dict[str, Arm]] = []
@@ -230,14 +235,12 @@ def run_ab(
             for n in cfg.agents:
                 sections.setdefault(n, _judged_sections(series[n]))
             macro = compare_paired_samples(_samples(series, sections, "base", "head"))
-            decisions = decide([*macro, *micro], cfg.rule, look)
+            decisions = decide(macro, rule, look)
             for cal in calibrations:
                 frame = series[cal.agents].paired("head", "cal", [])["frame p50"]
-                (cal.decision,) = decide_paired(
-                    {f"frame p50 N={cal.agents}": frame}, cfg.rule, look
-                )
-            more = needs_more_rounds(decisions[: len(macro)], look, cfg.rule) or (
-                look < cfg.rule.max_looks and any(not c.caught for c in calibrations)
+                (cal.decision,) = decide_paired({f"frame p50 N={cal.agents}": frame}, rule, look)
+            more = needs_more_rounds(decisions, look, rule) or (
+                look < rule.max_looks and any(not c.caught for c in calibrations)
             )
             if not more:
                 break
@@ -258,7 +261,7 @@ def run_ab(
         mode="serve" if serve else "runs",
         looks=look,
         rounds=rounds,
-        decisions=decisions,
+        decisions=[*decisions, *micro_decisions],
         counts=_count_decisions(series, look),
         calibrations=calibrations,
         samples={k: {"base": list(v[0]), "head": list(v[1])} for k, v in samples.items()},
