@@ -8,7 +8,8 @@ removed and reset by row, and one call that acts for all of them. Three implemen
 - ``PerAgentLoop``: one single-agent ``CALFController`` per agent, looped over: N actor and N
   critic forwards per call. It is the oracle the batched path is tested against, and the ``calf``
   reference path of the visual trainer (``--reference calf``);
-- ``ActorOnly``: ``--algo td3``, the actor alone in one forward, every step ``Mode.UNCHECKED``.
+- ``ActorOnly``: ``--algo td3``, the actor alone in one forward, every step ``Mode.UNCHECKED``;
+- ``NominalOnly``: the nominal policy alone (evaluations), every step ``Mode.FALLBACK``.
 
 ``PerAgentLoop``'s controllers share the parent's networks (``td3``) and the parent's batch
 generators: ``batch_noise_rng`` as their exploration-noise stream and ``batch_relax_rng`` as their
@@ -25,7 +26,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from calf.controller import CALFController
+from calf.controller import CALFController, NominalPolicy
 from calf.modes import Mode, mode_names
 from calf.td3 import TD3
 from calf.validation import as_row_indices, as_state_batch
@@ -133,15 +134,11 @@ class PerAgentLoop:
         return (actions, mode_names(codes)) if return_modes else actions
 
 
-class ActorOnly:
-    """``--algo td3``: the visual agents follow the actor alone (one batched forward, exploration
-    noise from its own generator ``rng``, so the training agent's draws never shift); no
-    certificate is asked about, so every step is ``Mode.UNCHECKED`` and there is no per-agent
-    state beyond the count."""
+class StatelessRows:
+    """The batch-agent bookkeeping of a policy that keeps nothing per agent: the number of rows,
+    checked like ``CALFController`` checks its own (indices or a boolean mask)."""
 
-    def __init__(self, td3: TD3, rng: np.random.Generator | None = None) -> None:
-        self.td3 = td3
-        self.rng = rng if rng is not None else np.random.default_rng()
+    def __init__(self) -> None:
         self._n = 0
 
     @property
@@ -154,25 +151,57 @@ class ActorOnly:
         self._n += n
 
     def remove_batch_agents(self, rows: ArrayLike) -> None:
-        """Remove agents (indices or a boolean mask, as ``CALFController`` accepts them)."""
         self._n -= len(as_row_indices(rows, self._n, "batch agent rows"))
 
     def reset_batch_agents(self, rows: ArrayLike) -> None:
-        """Checks the rows; plain TD3 keeps no per-agent certificate to forget."""
+        """Checks the rows; there is no per-agent state to forget."""
         as_row_indices(rows, self._n, "batch agent rows")
 
-    def select_action_batch_codes(
-        self, states: ArrayLike, exploration_noise: float = 0.0
-    ) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
-        s = as_state_batch(states, self.td3.state_dim)
+    def _rows_for(self, states: ArrayLike, state_dim: int) -> NDArray[np.float64]:
+        """The checked states, one row per agent (new rows become agents)."""
+        s = as_state_batch(states, state_dim)
         if len(s) < self._n:
             raise ValueError(
                 f"got {len(s)} states for {self._n} batch agents; remove agents explicitly "
                 "with remove_batch_agents()"
             )
         self._n = len(s)
+        return s
+
+
+class ActorOnly(StatelessRows):
+    """``--algo td3``: the visual agents follow the actor alone (one batched forward, exploration
+    noise from its own generator ``rng``, so the training agent's draws never shift); no
+    certificate is asked about, so every step is ``Mode.UNCHECKED``."""
+
+    def __init__(self, td3: TD3, rng: np.random.Generator | None = None) -> None:
+        super().__init__()
+        self.td3 = td3
+        self.rng = rng if rng is not None else np.random.default_rng()
+
+    def select_action_batch_codes(
+        self, states: ArrayLike, exploration_noise: float = 0.0
+    ) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
+        s = self._rows_for(states, self.td3.state_dim)
         codes = np.full(len(s), Mode.UNCHECKED, dtype=np.int8)
         if len(s) == 0:
             return np.zeros((0, self.td3.action_dim)), codes
         a_t = self.td3.act_tensor(self.td3.to_tensor(s), exploration_noise, self.rng)
         return a_t.cpu().numpy().astype(np.float64), codes
+
+
+class NominalOnly(StatelessRows):
+    """The nominal policy alone (evaluations): every step is the nominal policy's, coded
+    ``Mode.FALLBACK``; ``exploration_noise`` does not apply."""
+
+    def __init__(self, policy: NominalPolicy, state_dim: int = 2) -> None:
+        super().__init__()
+        self.policy = policy
+        self.state_dim = state_dim
+
+    def select_action_batch_codes(
+        self, states: ArrayLike, exploration_noise: float = 0.0
+    ) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
+        s = self._rows_for(states, self.state_dim)
+        actions = np.asarray(self.policy(s), dtype=np.float64).reshape(len(s), -1)
+        return actions, np.full(len(s), Mode.FALLBACK, dtype=np.int8)

@@ -19,16 +19,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 
-from calf.batch_policy import ActorOnly, BatchPolicy
+from calf.batch_policy import ActorOnly, BatchPolicy, NominalOnly
 from calf.config import RunConfig
 from calf.controller import CALFController
 from calf.envs import PointMassParams, step_batch
 from calf.modes import Mode
-from calf.nominal import PDPolicy, pd_from_config
+from calf.nominal import pd_from_config
 from calf.td3 import TD3
-from calf.validation import as_row_indices, as_state_batch
 
 POLICIES = ("calf", "actor", "nominal")
 EVAL_TAG = "evaluation"
@@ -87,37 +86,6 @@ class EvalResult:
     def to_json(self) -> dict[str, Any]:
         """The ``eval.json`` schema: {"episode", "calf": {...}, "actor": {...}, "nominal": ...}."""
         return {"episode": self.episode, **{p: asdict(getattr(self, p)) for p in POLICIES}}
-
-
-class NominalOnly:
-    """The nominal policy as a ``BatchPolicy`` (no per-agent state); every step is the nominal
-    policy's, coded ``Mode.FALLBACK``."""
-
-    def __init__(self, policy: PDPolicy) -> None:
-        self.policy = policy
-        self._n = 0
-
-    @property
-    def num_batch_agents(self) -> int:
-        return self._n
-
-    def add_batch_agents(self, n: int) -> None:
-        if n < 0:
-            raise ValueError(f"cannot add {n} agents")
-        self._n += n
-
-    def remove_batch_agents(self, rows: ArrayLike) -> None:
-        self._n -= len(as_row_indices(rows, self._n, "batch agent rows"))
-
-    def reset_batch_agents(self, rows: ArrayLike) -> None:
-        as_row_indices(rows, self._n, "batch agent rows")
-
-    def select_action_batch_codes(
-        self, states: ArrayLike, exploration_noise: float = 0.0
-    ) -> tuple[NDArray[np.float64], NDArray[np.int8]]:
-        s = as_state_batch(states, 2)
-        self._n = max(self._n, len(s))
-        return self.policy(s), np.full(len(s), Mode.FALLBACK, dtype=np.int8)
 
 
 def start_states(cfg: RunConfig) -> NDArray[np.float64]:
