@@ -62,7 +62,7 @@ def _main(argv: list[str] | None) -> int:
     if args.print_config:
         print(config_to_toml(config_from_args(args)), end="")
         return 0
-    torch.set_num_threads(1)  # tiny networks: one thread is faster (ARCHITECTURE.md)
+    torch.set_num_threads(1)  # tiny networks: one thread is faster (docs/ARCHITECTURE.md)
     figures = not args.no_figures
     if args.resume:
         try:

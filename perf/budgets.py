@@ -28,8 +28,9 @@ TRAIL_BYTES_PER_AGENT = VERTEX_BYTES + 12 * 4
 BYTES_CONSTANT = 16_384
 FPS_PERIOD = 30  # frames between two layouts of the FPS counter
 PANEL_LAYOUTS_PER_FRAME = 0.3  # the StatsCache's periods show fast fields every 10-60 frames
-# Stages allowed to run the networks: the agents' batched policy, the surface refresh, training.
-FORWARD_STAGES = ("policy", "heatmap", "training")
+# Who may run the networks: the agents' batched policy, the surface refresh, training, and the
+# periodic evaluations of a run that writes its folder (the budgets' runs write none).
+FORWARD_STAGES = ("policy", "heatmap", "training", "evaluation")
 SURFACE_MIN_PERIOD = 100  # frames between surface refreshes, at least (presets: 250-1000 steps)
 # A stage's Python work per frame in the app may differ between N = 5 and N = 100 by what the
 # world does (a row falling back, trails switching to level of detail), never by one per agent.
