@@ -329,3 +329,16 @@ def test_save_creates_parent_folders(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "agent.pt"
     trained_controller(12).save(path)
     assert read_checkpoint(path, "calf")["kind"] == "calf"
+
+
+def test_atomic_writes_follow_the_umask_like_any_written_file(tmp_path):
+    import os
+
+    from calf.atomic import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "f.txt", lambda fh: fh.write("x"))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
