@@ -13,12 +13,15 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from calf.trainer import StepResult
 from visuals.options import AppOptions, UsageError, parse_options
+
+if TYPE_CHECKING:  # torch loads when the app is built, not when calf-train parses its options
+    from calf.session import TrainingSession
+    from calf.trainer import StepResult
 
 __all__ = ["VisualTrainerApp", "main", "parse_options"]
 
@@ -46,7 +49,6 @@ class VisualTrainerApp:
         if opts.config.train.device.startswith("cuda") and not torch.cuda.is_available():
             raise UsageError("--device cuda: CUDA is not available on this machine")
         torch.set_num_threads(opts.torch_threads)
-        self.learning = opts.eval is None
         self.session = self._session()
         self.run_config = run = self.session.cfg  # a resumed run's config, or the new one
         self.trainer = self.session.trainer
@@ -99,7 +101,7 @@ class VisualTrainerApp:
         self.probe.start(self)
         self.meter.start()  # what set-up and prefill did is no frame's work
 
-    def _session(self) -> Any:
+    def _session(self) -> TrainingSession:
         """The training session: a new run (its folder under runs/ or --out), a resumed run
         folder, a new run from a checkpoint file (--resume FILE), or a checkpoint evaluated
         without learning (--eval); with --no-save nothing is written and nothing evaluated."""
