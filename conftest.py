@@ -22,6 +22,25 @@ def quick(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture(scope="session")
+def grab_frame():
+    """A function returning the last rendered frame as an (H, W, 3) uint8 RGB array, top row
+    first (the tests compare pixels)."""
+    import numpy as np
+
+    def grab():
+        from ursina import application
+
+        tex = application.base.win.get_screenshot()
+        if tex is None:
+            raise RuntimeError("no frame has been rendered yet")
+        h, w = tex.get_y_size(), tex.get_x_size()
+        rgb = np.frombuffer(tex.get_ram_image_as("RGB").get_data(), dtype=np.uint8)
+        return rgb.reshape(h, w, 3)[::-1].copy()
+
+    return grab
+
+
+@pytest.fixture(scope="session")
 def ursina_app():
     """One offscreen Ursina app for the whole session (Ursina allows one app per process).
 

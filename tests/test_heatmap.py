@@ -502,8 +502,10 @@ def _surface_region(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return band, band[:, left_cols].reshape(-1, 3), band[:, right_cols].reshape(-1, 3)
 
 
-def test_screenshot_shows_low_colour_left_and_high_colour_right(top_down_camera, tmp_path):
-    from visuals.offscreen import grab_frame, save_screenshot
+def test_screenshot_shows_low_colour_left_and_high_colour_right(
+    top_down_camera, tmp_path, grab_frame
+):
+    from visuals.offscreen import save_screenshot
 
     app = top_down_camera
     agent = fresh_td3(torch.float32)

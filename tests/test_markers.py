@@ -139,11 +139,13 @@ def test_reference_marker_entities_are_one_draw_call_each(ursina_app, n):
         m.destroy()
 
 
-def test_headless_render_shows_each_marker_in_its_colour_and_nothing_else(ursina_app, tmp_path):
+def test_headless_render_shows_each_marker_in_its_colour_and_nothing_else(
+    ursina_app, tmp_path, grab_frame
+):
     from panda3d.core import Point2, Point3
     from ursina import application, camera, scene
 
-    from visuals.offscreen import grab_frame, save_screenshot
+    from visuals.offscreen import save_screenshot
 
     saved = (camera.position, camera.rotation, camera.fov)
     camera.position = (0, 18, 0)

@@ -31,7 +31,6 @@ from visuals.trails import (
     TrailSet,
     colors_to_uint8,
     select_ids,
-    uniform_mode_colors,
 )
 
 LUT = colors_to_uint8(MODE_COLORS)
@@ -126,7 +125,7 @@ def assert_matches_reference(batched: BatchedTrailRenderer, ref: LineTrailGroup)
 
 
 def visible_segments(trail: LineTrail):
-    return [s for s in trail.segment_entities if s.visible]
+    return [s for s in trail._segments if s.visible]
 
 
 def test_line_trail_keeps_the_newest_points_and_groups_segments_by_mode(ursina_app):
@@ -175,7 +174,7 @@ def test_line_trail_rebuilds_every_k_points_and_caps_segments(ursina_app):
         for i in range(4, 40):
             trail.add_point((i, 0, 0), (i // 2) % 3)
         # 19 runs, only the newest 3 get entities.
-        assert len(trail.segment_entities) == 3
+        assert len(trail._segments) == 3
         assert len(trail.modes) == 40
     finally:
         trail.destroy()
@@ -703,7 +702,11 @@ def test_training_agent_trail_and_q_timeline_are_renderers_of_one(ursina_app):
 
     trail = BatchedTrailRenderer(1, 600, mode_colors=TRAINING_MODE_COLORS)
     timeline = BatchedTrailRenderer(
-        1, 300, mode_colors=uniform_mode_colors(TIMELINE_COLOR), thickness=1.5, parent=camera.ui
+        1,
+        300,
+        mode_colors=np.tile(np.asarray(TIMELINE_COLOR, np.float32), (len(MODE_COLORS), 1)),
+        thickness=1.5,
+        parent=camera.ui,
     )
     try:
         trail.add_agents(1)
@@ -807,10 +810,12 @@ def near_color(img: np.ndarray, px: np.ndarray, rgba: np.ndarray, r: int = 2) ->
     return bool(np.any(np.abs(win - want).max(axis=1) <= 6))
 
 
-def test_headless_render_draws_mode_colours_on_the_trails_and_nothing_else(ursina_app, tmp_path):
+def test_headless_render_draws_mode_colours_on_the_trails_and_nothing_else(
+    ursina_app, tmp_path, grab_frame
+):
     from ursina import camera
 
-    from visuals.offscreen import grab_frame, save_screenshot
+    from visuals.offscreen import save_screenshot
 
     saved = (camera.position, camera.rotation, camera.fov)
     camera.position = (0, 18, 0)
@@ -892,13 +897,15 @@ def test_headless_render_draws_mode_colours_on_the_trails_and_nothing_else(ursin
         camera.ui.show()
 
 
-def test_headless_lod_render_draws_the_full_trails_shape_and_nothing_else(ursina_app, tmp_path):
+def test_headless_lod_render_draws_the_full_trails_shape_and_nothing_else(
+    ursina_app, tmp_path, grab_frame
+):
     """60 agents, 600-point trails, 700 steps (clearing a third at step 500): the LOD renderer
     draws only along its own polylines, and the same trails, to within 2 pixels, as full
     resolution (continuous, nothing missing, no segment joining agents or jumping across)."""
     from ursina import camera
 
-    from visuals.offscreen import grab_frame, save_screenshot
+    from visuals.offscreen import save_screenshot
 
     saved = (camera.position, camera.rotation, camera.fov)
     camera.position = (0, 18, 0)

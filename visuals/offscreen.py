@@ -1,12 +1,9 @@
-"""Offscreen rendering helpers: an Ursina app without a window, frames as numpy arrays."""
+"""Offscreen rendering helpers: an Ursina app without a window, and its screenshots."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-from numpy.typing import NDArray
 
 
 def make_offscreen_app(size: tuple[int, int] = (640, 360), **kwargs: Any) -> Any:
@@ -46,18 +43,6 @@ def fix_offscreen_ui_lens(size: tuple[int, int]) -> None:
 
     aspect = size[0] / size[1]
     camera.ui_lens.set_film_size(camera.ui_size * 0.5 * aspect, camera.ui_size * 0.5)
-
-
-def grab_frame() -> NDArray[np.uint8]:
-    """The last rendered frame as an (H, W, 3) uint8 RGB array, top row first."""
-    from ursina import application
-
-    tex = application.base.win.get_screenshot()
-    if tex is None:
-        raise RuntimeError("no frame has been rendered yet")
-    h, w = tex.get_y_size(), tex.get_x_size()
-    rgb = np.frombuffer(tex.get_ram_image_as("RGB").get_data(), dtype=np.uint8)
-    return rgb.reshape(h, w, 3)[::-1].copy()
 
 
 def save_screenshot(path: str | Path) -> Path:
