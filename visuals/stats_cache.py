@@ -274,18 +274,6 @@ class StatsCache:
         """The text last rendered (does not advance the frame)."""
         return self._text
 
-    def shown(self, name: str) -> str:
-        """The text field ``name`` shows now."""
-        i = self._index.get(name)
-        if i is None:
-            raise self._unknown(name)
-        return self._shown[i]
-
-    @property
-    def dirty(self) -> frozenset[str]:
-        """Fields whose latest text is not shown yet."""
-        return frozenset(self.fields[i].name for i in self._dirty)
-
 
 # ------------------------------------------------------------------ the reference path
 class ReferenceStatsPanel:

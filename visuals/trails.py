@@ -31,7 +31,6 @@ at least one point, once per add/remove of agents. Index-array writes are counte
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -43,16 +42,6 @@ from visuals.trail_lod import SlotLayout, TrailLOD
 
 # One interleaved vertex: float32 x, y, z then RGBA as uint8 (16 bytes, matches _vertex_format()).
 VERTEX_DTYPE = np.dtype([("position", "<f4", (3,)), ("color", "u1", (4,))])
-
-
-def uniform_mode_colors(
-    color: Sequence[float], n_modes: int = len(MODE_COLORS)
-) -> NDArray[np.float32]:
-    """A mode-colour table that draws every mode in one colour (e.g. a one-colour timeline)."""
-    rgba = np.asarray(color, dtype=np.float32)
-    if rgba.shape != (4,):
-        raise ValueError(f"color must be RGBA (4,), got shape {rgba.shape}")
-    return np.tile(rgba, (n_modes, 1))
 
 
 def colors_to_uint8(colors: ArrayLike) -> NDArray[np.uint8]:
@@ -189,11 +178,6 @@ class LineTrail(Drawable):
     def modes(self) -> NDArray[np.int64]:
         """Mode codes of the kept points, oldest first, (k,)."""
         return np.array(self._modes, dtype=np.int64)
-
-    @property
-    def segment_entities(self) -> list[Any]:
-        """The pooled segment entities (hidden ones are not drawn)."""
-        return list(self._segments)
 
     def _append(self, position: ArrayLike, mode: int) -> bool:
         keep = self._pushes % self.decimation == 0
