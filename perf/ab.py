@@ -19,16 +19,14 @@ Calibration: the calibration arm must come out a regression against head on the 
 if it does not, the run could not have caught a change of the threshold's size and it says so
 ("inconclusive", exit 3) instead of passing.
 
-Micro: the pytest-benchmark suites of perf/ (quick sizes) in both trees, paired by name
-(``perf.micro``), judged against the spread of all benchmarks of the run (one process per side
-moves a micro-benchmark by several per cent on its own: ``decide_against_spread``). The
-false-alarm budget ``alpha`` is split between the two families, half each.
+Micro: the pytest-benchmark suites of perf/ (quick sizes) in both trees, paired by name, decided
+by ``perf.micro`` (separation by a wide margin across processes) and reported with the rest.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -40,7 +38,6 @@ from perf.decision import (
     DecisionRule,
     compare_paired,
     decide,
-    decide_against_spread,
     decide_count,
     decide_paired,
     needs_more_rounds,
@@ -194,14 +191,13 @@ def run_ab(
     base: Tree,
     head: Tree,
     cfg: AbConfig,
-    micro: Sequence[Comparison] = (),
+    micro: Sequence[Decision] = (),
     on_round: Callable[[str], None] = lambda _line: None,
 ) -> AbResult:
     """Measure base, head and the calibration arm at every N and decide; the ``micro``
-    comparisons are judged against their own spread (module docstring)."""
+    decisions (made already) join the result (module docstring)."""
     serve = base.serves() and head.serves()
-    rule = replace(cfg.rule, alpha=cfg.rule.alpha / 2) if micro else cfg.rule
-    micro_decisions = decide_against_spread(micro, rule) if micro else []
+    rule = cfg.rule
     arm_type: Callable[[Tree, ArmSpec, str], Arm] = ServeArm if serve else RunArm
     series = {n: _Series() for n in cfg.agents}
     arms: list[dict[str, Arm]] = []
@@ -261,7 +257,7 @@ def run_ab(
         mode="serve" if serve else "runs",
         looks=look,
         rounds=rounds,
-        decisions=[*decisions, *micro_decisions],
+        decisions=[*decisions, *micro],
         counts=_count_decisions(series, look),
         calibrations=calibrations,
         samples={k: {"base": list(v[0]), "head": list(v[1])} for k, v in samples.items()},

@@ -254,8 +254,8 @@ def _calibration(text: str) -> tuple[str, float | None]:
 def cmd_ab(a: argparse.Namespace) -> int:
     from perf.ab import AbConfig, run_ab
     from perf.ab_report import format_markdown, format_text, to_json
-    from perf.decision import Comparison, DecisionRule
-    from perf.micro import micro_comparisons
+    from perf.decision import Decision, DecisionRule
+    from perf.micro import micro_decisions
     from perf.trees import trees
 
     rule = DecisionRule(threshold=a.threshold)
@@ -274,13 +274,14 @@ def cmd_ab(a: argparse.Namespace) -> int:
     )
     with trees(Path.cwd(), a.base, a.head) as (base, head):
         print(f"ab: {base.name} vs {head.name}", flush=True)
-        micro: list[Comparison] = []
+        micro: list[Decision] = []
         if not a.no_micro:
-            micro, only = micro_comparisons(
+            micro, only = micro_decisions(
                 base,
                 head,
                 quick=True,
-                runs=1 if quick else 2,
+                cycles=1 if quick else 2,
+                rule=rule,
                 on_run=lambda line: print(line, flush=True),
             )
             for name in only:

@@ -1,10 +1,13 @@
 """The micro side of ``calf-perf ab``: the pytest-benchmark suites of perf/ run in base and in
 head in the same job, every benchmark paired by name.
 
-Each suite run keeps every round's time (``--benchmark-save-data``); a benchmark's runs in one
-tree are pooled and compared with the other tree's by the two-sample Hodges-Lehmann shift of log
-times (``perf.decision.compare_unpaired``). Runs alternate base, head (head, base, ...), so drift
-within the job spreads over both sides.
+A micro-benchmark's rounds within one process agree to a per cent or two, but between processes
+it moves by several per cent on its own (memory layout, caches), and a run disturbed by the
+machine moves every benchmark of a suite file together: up to 50 % on identical code here. So
+each tree's suites run several times, in ABBA order (base, head, head, base per cycle), each run
+gives a benchmark one figure (the median of its rounds), and a benchmark regressed only when all
+its head runs are slower than all its base runs by a wide margin (``decide_separated``): micro
+comparisons catch gross slips (a per-agent loop multiplies a benchmark), the macro side the rest.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from perf.decision import Comparison, compare_unpaired
+import numpy as np
+
+from perf.decision import Decision, DecisionRule, decide_separated
 from perf.runner import RUN_ENV, RunError
 from perf.trees import Tree
 
@@ -45,26 +50,30 @@ def run_suites(tree: Tree, quick: bool, timeout_s: float = 900.0) -> dict[str, l
     return {b["fullname"]: list(b["stats"]["data"]) for b in data["benchmarks"]}
 
 
-def micro_comparisons(
+def micro_decisions(
     base: Tree,
     head: Tree,
     quick: bool,
-    runs: int = 1,
+    cycles: int = 1,
+    rule: DecisionRule | None = None,
     on_run: Callable[[str], None] = lambda _line: None,
-) -> tuple[list[Comparison], list[str]]:
-    """Comparisons of every benchmark both trees have, and the names only one side has."""
-    pooled: dict[str, dict[str, list[float]]] = {"base": {}, "head": {}}
-    order = [base, head] if quick else [base, head, head, base]
-    for tree in (order * runs)[: max(2, len(order) * runs)]:
+) -> tuple[list[Decision], list[str]]:
+    """A decision for every benchmark both trees have, from ``cycles`` ABBA cycles of suite
+    runs; and the names only one side has."""
+    medians: dict[str, dict[str, list[float]]] = {"base": {}, "head": {}}
+    for tree in [base, head, head, base] * cycles:
         for name, times in run_suites(tree, quick).items():
-            pooled[tree.label].setdefault(name, []).extend(times)
+            medians[tree.label].setdefault(name, []).append(float(np.median(times)))
         on_run(f"  micro: {tree.name} suites done")
-    both = sorted(set(pooled["base"]) & set(pooled["head"]))
-    only = sorted(set(pooled["base"]) ^ set(pooled["head"]))
-    comparisons = [
-        compare_unpaired(
-            f"bench {name.removeprefix('perf/')}", pooled["base"][name], pooled["head"][name]
+    both = sorted(set(medians["base"]) & set(medians["head"]))
+    only = sorted(set(medians["base"]) ^ set(medians["head"]))
+    decisions = [
+        decide_separated(
+            f"bench {name.removeprefix('perf/')}",
+            medians["base"][name],
+            medians["head"][name],
+            rule or DecisionRule(),
         )
         for name in both
     ]
-    return comparisons, only
+    return decisions, only
