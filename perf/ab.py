@@ -197,7 +197,6 @@ def run_ab(
     """Measure base, head and the calibration arm at every N and decide; the ``micro``
     decisions (made already) join the result (module docstring)."""
     serve = base.serves() and head.serves()
-    rule = cfg.rule
     arm_type: Callable[[Tree, ArmSpec, str], Arm] = ServeArm if serve else RunArm
     series = {n: _Series() for n in cfg.agents}
     arms: list[dict[str, Arm]] = []
@@ -231,12 +230,14 @@ def run_ab(
             for n in cfg.agents:
                 sections.setdefault(n, _judged_sections(series[n]))
             macro = compare_paired_samples(_samples(series, sections, "base", "head"))
-            decisions = decide(macro, rule, look)
+            decisions = decide(macro, cfg.rule, look)
             for cal in calibrations:
                 frame = series[cal.agents].paired("head", "cal", [])["frame p50"]
-                (cal.decision,) = decide_paired({f"frame p50 N={cal.agents}": frame}, rule, look)
-            more = needs_more_rounds(decisions, look, rule) or (
-                look < rule.max_looks and any(not c.caught for c in calibrations)
+                (cal.decision,) = decide_paired(
+                    {f"frame p50 N={cal.agents}": frame}, cfg.rule, look
+                )
+            more = needs_more_rounds(decisions, look, cfg.rule) or (
+                look < cfg.rule.max_looks and any(not c.caught for c in calibrations)
             )
             if not more:
                 break
