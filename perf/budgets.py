@@ -5,9 +5,9 @@ loops, redundant network queries, per-frame rebuilds) are countable, and a count
 A headless run with ``--probe work=1`` records each frame's counts (forward passes by the stage
 that made them, vertex-buffer uploads and bytes by drawn layer, text layouts by text); the
 budgets below are checked on those rows, at N = 5 and N = 100 in one ``calf-perf budgets`` run.
-Two more budgets need their own measurements: Python work per stage call (``perf/test_stage_calls``,
-the same stage called on the same state of the world at both sizes) and retained Python memory
-per frame (``perf.leak``).
+Two more budgets need their own measurements: Python work per stage call
+(``perf/suites/test_stage_calls``, the same stage called on the same state of the world at both
+sizes) and retained Python memory per frame (``perf.leak``).
 """
 
 from __future__ import annotations

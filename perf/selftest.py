@@ -6,7 +6,7 @@ optimised app quietly taking its loop reference, a vertex buffer rewritten whole
 redundant critic query, text laid out every frame, an extra forward, a leak, a slower frame.
 Each is applied to a temporary copy of the tree (never to the working tree) and the check that
 must catch it runs there: the work budgets (``calf-perf budgets``), Python work per stage call
-(``perf/test_stage_calls.py``), the leak slope, or, where timing is the only signal,
+(``perf/suites/test_stage_calls.py``), the leak slope, or, where timing is the only signal,
 ``calf-perf ab`` and the ratio gates. The unchanged tree must pass every check.
 
 The deterministic part (counts, no timing) runs in ``make test``; the timed part on demand and
@@ -184,7 +184,7 @@ CHECKS = {
         Check(
             "stage-calls",
             True,
-            lambda _t: _py("-m", "pytest", "perf/test_stage_calls.py", "-q", "-k", "same_at",
+            lambda _t: _py("-m", "pytest", "perf/suites/test_stage_calls.py", "-q", "-k", "same_at",
                            "-p", "no:cacheprovider"),
         ),
         Check("budgets", True, lambda t: _py("-m", "perf", "budgets", "--frames", "250",

@@ -3,7 +3,7 @@
 Read from the source (every import statement, at any depth), not from what happens to be
 imported at run time: ``calf`` imports neither ``visuals``, ``perf`` nor rendering code,
 ``visuals`` never imports ``perf``, and ``perf`` imports ``visuals`` only in its pytest suites
-(``bench_*``, ``test_*``: in-process measurements); the runner drives the app as a subprocess.
+(``perf/suites``: in-process measurements); the harness drives the app as a subprocess.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def test_visuals_never_imports_perf(path: Path) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [p for p in modules("perf") if not p.name.startswith(("bench_", "test_"))],
+    [p for p in modules("perf") if "suites" not in p.relative_to(ROOT).parts],
     ids=lambda p: p.name,
 )
 def test_perf_imports_visuals_only_in_its_pytest_suites(path: Path) -> None:

@@ -1,6 +1,6 @@
 """The work budgets fail when the app runs its loop references (each budget can fail). That the
 optimised app keeps them at N = 5 and N = 100, leak slope included, is the unchanged-tree run of
-the selftest (perf/test_selftest.py)."""
+the selftest (perf/suites/test_selftest.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def calf_perf(*args: str) -> subprocess.CompletedProcess[str]:

@@ -12,11 +12,11 @@ Benchmarks (pytest-benchmark; ``--benchmark-compare`` shows each group's two pat
 
 States are uniform over [-6, 6]², so about a sixth of them lie outside the [-5, 5]² grid and take
 the clamping path. The gates are ordinary tests on interleaved measurements
-(``perf.gates.measure_speedup``, medians of many short interleaved samples): heights and
+(``perf.suites.gates.measure_speedup``, medians of many short interleaved samples): heights and
 interpolation >= 10x at N = 20 and >= 50x at N = 1000 with max error <= 1e-6, heights cost 0
 critic forwards, and the surface buffers at G = 31 build >= 10x faster than per vertex.
-``pytest perf/bench_heatmap.py -s`` prints the table (every N in full runs, the gated ones under
---quick); the ratio column is what the gates assert on.
+``pytest perf/suites/bench_heatmap.py -s`` prints the table (every N in full runs, the gated
+ones under --quick); the ratio column is what the gates assert on.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import pytest
 import torch
 
 from calf.td3 import TD3
-from perf.gates import Speedup, measure_speedup
+from perf.suites.gates import Speedup, measure_speedup
 from visuals.heatmap import CriticHeatmap, LoopHeights
 
 N_FULL = [1, 5, 10, 20, 30, 100, 1000, 10000]

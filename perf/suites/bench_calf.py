@@ -5,8 +5,8 @@ Benchmarks (pytest-benchmark, grouped ``calf N=<n>`` so ``--benchmark-compare`` 
 side by side), a report of the torch thread setting, and the gates: the loop/batch ratio measured
 interleaved in one run, and exactly one actor and one critic forward per batch call at every N.
 
-    pytest perf/bench_calf.py                     # full sweep
-    pytest perf/bench_calf.py --quick -s          # CI sizes; -s prints the ratio table
+    pytest perf/suites/bench_calf.py                     # full sweep
+    pytest perf/suites/bench_calf.py --quick -s          # CI sizes; -s prints the ratio table
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 
 from calf import CALFController, pd_nominal_policy
 from calf.batch_policy import PerAgentLoop
-from perf.gates import Speedup, measure_speedup
+from perf.suites.gates import Speedup, measure_speedup
 
 FULL = [1, 5, 10, 20, 25, 30, 100, 1000]
 QUICK = [1, 25, 1000]

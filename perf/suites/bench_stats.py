@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from calf.trainer import AgentTrainer, TrainerConfig
-from perf.gates import measure_speedup
+from perf.suites.gates import measure_speedup
 from visuals.stats_cache import (
     ReferenceStatsPanel,
     StatsCache,

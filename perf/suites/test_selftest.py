@@ -11,7 +11,7 @@ from pathlib import Path
 
 from perf.selftest import CATALOGUE, CHECKS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_selftest_catches_every_counted_regression_and_flags_nothing_unchanged(tmp_path):

@@ -2,8 +2,8 @@
 
 Benchmarks (pytest-benchmark, groups "profiler <op> x<n>") time n = 1000 operations (200 frames
 for the whole-frame case) per round, enabled beside disabled. The gates are ordinary tests on one
-interleaved measurement (perf.gates.interleaved; per operation, the fastest round minus the bare
-loop's fastest round):
+interleaved measurement (perf.suites.gates.interleaved; per operation, the fastest round minus
+the bare loop's fastest round):
 
 * the overhead of a fully profiled frame (the app's sections, 4 counters, begin/end_frame) is
   < 1 % of a 10 ms frame. It is computed directly, as the per-frame profiler cost measured in a
@@ -14,7 +14,7 @@ loop's fastest round):
   real frame's cold-cache cost is somewhat higher, and the margin to 1 % is about 6x.)
 * a disabled profiler costs a small fraction of an enabled one (per section and per frame).
 
-``pytest perf/bench_profiler.py -s`` prints the measured table.
+``pytest perf/suites/bench_profiler.py -s`` prints the measured table.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import pytest
 
-from perf.gates import Timing, interleaved
+from perf.suites.gates import Timing, interleaved
 from visuals.profiler import PerformanceProfiler
 from visuals.stages import FRAME_SECTIONS as SECTIONS
 

@@ -5,8 +5,8 @@ Benchmarks (pytest-benchmark, group ``td3 update``, both paths side by side at e
 and the gates: the reference/fused ratio measured interleaved in one run, and the number of
 tensor ops each path issues per update (deterministic, so a tight gate).
 
-    pytest perf/bench_td3.py                     # batch 64, 256, 1024
-    pytest perf/bench_td3.py --quick -s          # batch 256; -s prints the ratio and op tables
+    pytest perf/suites/bench_td3.py              # batch 64, 256, 1024
+    pytest perf/suites/bench_td3.py --quick -s   # batch 256; -s prints the ratio and op tables
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from calf import TD3, ReplayBuffer
-from perf.gates import Speedup, measure_speedup
+from perf.suites.gates import Speedup, measure_speedup
 
 FULL = [64, 256, 1024]
 QUICK = [256]

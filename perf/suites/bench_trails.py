@@ -5,14 +5,14 @@ full resolution (batched) and with its level of detail (lod: ``TrailLOD.doubling
 Benchmarks (pytest-benchmark groups ``trails push N=<n>`` and ``trails frame N=<n>``, the three
 side by side): the per-frame trail update (one push of N points into full 600-point trails) and
 the headless frame with trails only (push + ``ursina_app.step()``). ``test_lod_vs_full`` times
-batched and lod interleaved in one process (``perf.gates.interleaved``) and reports their medians,
-ratios and the trails-only FPS. Gates (ordinary tests, ratios only): batched push >= 20x the
-reference at N = 20, the lod frame >= 2x faster than full resolution at N = 1000, exactly one draw
-call for all trails at any N, at most one vertex-buffer update per frame. The 1000 agents x 600
-points frame rates are printed against the target (>= 45 FPS for the whole app at 640x360) but
-not gated: absolute times on a shared machine. ``pytest perf/bench_trails.py -s`` prints a
-summary table at the end of the module; with ``CALF_KEEP_SCREENSHOTS=<dir>`` the N = 1000 frames
-of both are saved there.
+batched and lod interleaved in one process (``perf.suites.gates.interleaved``) and reports their
+medians, ratios and the trails-only FPS. Gates (ordinary tests, ratios only): batched push >=
+20x the reference at N = 20, the lod frame >= 2x faster than full resolution at N = 1000,
+exactly one draw call for all trails at any N, at most one vertex-buffer update per frame. The
+1000 agents x 600 points frame rates are printed against the target (>= 45 FPS for the whole app
+at 640x360) but not gated: absolute times on a shared machine. ``pytest
+perf/suites/bench_trails.py -s`` prints a summary table at the end of the module; with
+``CALF_KEEP_SCREENSHOTS=<dir>`` the N = 1000 frames of both are saved there.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from perf.gates import interleaved, measure_speedup
+from perf.suites.gates import interleaved, measure_speedup
 
 P = 600  # points per trail
 FULL_SIZES = [5, 20, 30, 100, 1000]

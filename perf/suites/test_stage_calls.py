@@ -10,7 +10,7 @@ The work is counted by ``visuals.probe.PythonWork`` (``sys.setprofile`` and ``sy
 Each stage's loop reference is counted the same way and must grow, so the budget is shown able to
 fail.
 
-    pytest perf/test_stage_calls.py -s      # prints the table
+    pytest perf/suites/test_stage_calls.py -s      # prints the table
 """
 
 from __future__ import annotations
