@@ -15,6 +15,8 @@ counter's ``"evaluation"`` tag, apart from training and the visualisation.
 
 from __future__ import annotations
 
+import copy
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -94,6 +96,77 @@ def start_states(cfg: RunConfig) -> NDArray[np.float64]:
     return np.random.default_rng(cfg.eval.seed).uniform(-r, r, size=(cfg.eval.rollouts, 2))
 
 
+class RolloutStepper:
+    """E rollouts of ``policy`` advanced one time step at a time (``step``), so an evaluation
+    can be spread over frames; ``run_rollouts`` is the same loop run to its end.
+
+    All rows step together: one batched policy call and one batched RK4 step per time step;
+    finished rows leave the batch. ``policy`` must hold no agents."""
+
+    def __init__(
+        self,
+        policy: BatchPolicy,
+        starts: NDArray[np.float64],
+        params: PointMassParams,
+        record: bool = True,
+    ) -> None:
+        n, horizon = len(starts), params.max_steps
+        if policy.num_batch_agents:
+            raise ValueError(f"the policy already holds {policy.num_batch_agents} batch agents")
+        self.policy, self.params, self.record = policy, params, record
+        self.t = 0
+        self.lengths = np.zeros(n, dtype=np.int64)
+        self.reached = np.zeros(n, dtype=bool)
+        self.returns = np.zeros(n)
+        self.final = np.array(starts, dtype=np.float64)
+        self.mode_counts = np.zeros(len(Mode), dtype=np.int64)
+        self.states = np.full((n, horizon + 1, 2) if record else (0, 0, 2), np.nan)
+        self.modes = np.full((n, horizon) if record else (0, 0), -1, dtype=np.int8)
+        if record:
+            self.states[:, 0] = starts
+        policy.add_batch_agents(n)
+        self.rows = np.arange(n)  # which rollouts are still running, in batch-agent order
+        self.s = self.final.copy()
+
+    @property
+    def done(self) -> bool:
+        return self.rows.size == 0 or self.t >= self.params.max_steps
+
+    def step(self) -> None:
+        """One time step of every running rollout."""
+        t, rows, params = self.t, self.rows, self.params
+        actions, codes = self.policy.select_action_batch_codes(self.s)
+        s, rewards, hit, outside = step_batch(self.s, actions, params)
+        self.returns[rows] += rewards
+        self.mode_counts += np.bincount(codes, minlength=len(Mode))
+        if self.record:
+            self.states[rows, t + 1] = s
+            self.modes[rows, t] = codes
+        done = hit | outside if t + 1 < params.max_steps else np.ones(rows.size, dtype=bool)
+        if done.any():
+            ended = rows[done]
+            self.lengths[ended] = t + 1
+            self.reached[ended] = hit[done]
+            self.final[ended] = s[done]
+            self.policy.remove_batch_agents(done)
+            rows, s = rows[~done], s[~done]
+        self.rows, self.s, self.t = rows, s, t + 1
+
+    def result(self) -> Rollouts:
+        """What the rollouts did (call once ``done``)."""
+        if not self.done:
+            raise RuntimeError(f"{self.rows.size} rollouts are still running")
+        return Rollouts(
+            self.lengths,
+            self.reached,
+            self.returns,
+            self.final,
+            self.mode_counts,
+            self.states,
+            self.modes,
+        )
+
+
 def run_rollouts(
     policy: BatchPolicy,
     starts: NDArray[np.float64],
@@ -102,41 +175,21 @@ def run_rollouts(
 ) -> Rollouts:
     """Roll ``policy`` out from each start state, all rows at once, each until it reaches the
     goal, leaves the box or runs ``params.max_steps`` steps. ``policy`` must hold no agents."""
-    n, horizon = len(starts), params.max_steps
-    if policy.num_batch_agents:
-        raise ValueError(f"the policy already holds {policy.num_batch_agents} batch agents")
-    lengths = np.zeros(n, dtype=np.int64)
-    reached = np.zeros(n, dtype=bool)
-    returns = np.zeros(n)
-    final = np.array(starts, dtype=np.float64)
-    mode_counts = np.zeros(len(Mode), dtype=np.int64)
-    states = np.full((n, horizon + 1, 2) if record else (0, 0, 2), np.nan)
-    modes = np.full((n, horizon) if record else (0, 0), -1, dtype=np.int8)
-    if record:
-        states[:, 0] = starts
+    stepper = RolloutStepper(policy, starts, params, record)
+    while not stepper.done:
+        stepper.step()
+    return stepper.result()
 
-    policy.add_batch_agents(n)
-    rows = np.arange(n)  # which rollouts are still running, in batch-agent order
-    s = final.copy()
-    for t in range(horizon):
-        if rows.size == 0:
-            break
-        actions, codes = policy.select_action_batch_codes(s)
-        s, rewards, hit, outside = step_batch(s, actions, params)
-        returns[rows] += rewards
-        mode_counts += np.bincount(codes, minlength=len(Mode))
-        if record:
-            states[rows, t + 1] = s
-            modes[rows, t] = codes
-        done = hit | outside if t + 1 < horizon else np.ones(rows.size, dtype=bool)
-        if done.any():
-            ended = rows[done]
-            lengths[ended] = t + 1
-            reached[ended] = hit[done]
-            final[ended] = s[done]
-            policy.remove_batch_agents(done)
-            rows, s = rows[~done], s[~done]
-    return Rollouts(lengths, reached, returns, final, mode_counts, states, modes)
+
+def frozen_copy(td3: TD3) -> TD3:
+    """``td3`` with its actor and critic copied as they are now: an evaluation of the copy is
+    an evaluation of these weights, however long it takes while training goes on. The copy
+    acts only (no targets, optimisers or update) and counts its forwards on ``td3``'s
+    counter (the forward hooks travel with the copied modules)."""
+    frozen = copy.copy(td3)
+    frozen.actor = copy.deepcopy(td3.actor)
+    frozen.critic = copy.deepcopy(td3.critic)
+    return frozen
 
 
 def deployed_calf(td3: TD3, cfg: RunConfig, seed: int | None = None) -> CALFController:
@@ -167,28 +220,74 @@ class Evaluator:
         self.starts = start_states(cfg)
         self.params = cfg.env.params(max_steps=cfg.eval.max_steps)
         self.nominal_policy = pd_from_config(cfg)
-        self._nominal: Rollouts | None = None
+        self.nominal_rollouts: Rollouts | None = None  # set by the first evaluation
 
-    def nominal(self) -> Rollouts:
-        """The nominal policy's rollouts (computed on first use)."""
-        if self._nominal is None:
-            self._nominal = run_rollouts(NominalOnly(self.nominal_policy), self.starts, self.params)
-        return self._nominal
+    def start(self, td3: TD3, episode: int, record: bool = True) -> EvaluationRun:
+        """An evaluation of ``td3``'s networks, to be advanced in slices (``EvaluationRun``);
+        pass a ``frozen_copy`` when training goes on meanwhile."""
+        return EvaluationRun(self, td3, episode, record)
 
     def evaluate(self, td3: TD3, episode: int, record: bool = True) -> EvalResult:
-        """CALF as deployed, the actor alone and the nominal alone on ``td3``'s networks."""
-        with td3.forward_counter.tag(EVAL_TAG):
-            calf = run_rollouts(
-                deployed_calf(td3, self.cfg, self.cfg.eval.seed), self.starts, self.params, record
+        """CALF as deployed, the actor alone and the nominal alone on ``td3``'s networks, now."""
+        run = self.start(td3, episode, record)
+        run.advance(None)
+        return run.result()
+
+
+class EvaluationRun:
+    """One evaluation, advanced a slice at a time: the rollouts of CALF as deployed, then of
+    the actor alone, then (on the first evaluation only) of the nominal policy. However it is
+    sliced, ``result`` is what one uninterrupted ``Evaluator.evaluate`` of the same weights
+    gives: the rollouts depend on the weights and the start states, not on when they run."""
+
+    def __init__(self, evaluator: Evaluator, td3: TD3, episode: int, record: bool) -> None:
+        self.evaluator, self.td3, self.episode = evaluator, td3, episode
+        e = evaluator
+        self._phases: dict[str, RolloutStepper] = {
+            "calf": RolloutStepper(
+                deployed_calf(td3, e.cfg, e.cfg.eval.seed), e.starts, e.params, record
+            ),
+            "actor": RolloutStepper(ActorOnly(td3), e.starts, e.params, record),
+        }
+        if e.nominal_rollouts is None:
+            self._phases["nominal"] = RolloutStepper(
+                NominalOnly(e.nominal_policy), e.starts, e.params
             )
-            actor = run_rollouts(ActorOnly(td3), self.starts, self.params, record)
-        nominal = self.nominal()
+        self._pending = list(self._phases.items())
+        self.steps = 0  # batched time steps run so far, all phases
+
+    @property
+    def done(self) -> bool:
+        return not self._pending
+
+    def advance(self, deadline: float | None) -> bool:
+        """Run time steps until ``time.perf_counter()`` passes ``deadline`` (at least one step;
+        None: to the end); whether the evaluation is done."""
+        with self.td3.forward_counter.tag(EVAL_TAG):
+            while self._pending:
+                name, stepper = self._pending[0]
+                stepper.step()
+                self.steps += 1
+                if stepper.done:
+                    self._pending.pop(0)
+                    if name == "nominal" and self.evaluator.nominal_rollouts is None:
+                        self.evaluator.nominal_rollouts = stepper.result()
+                if deadline is not None and time.perf_counter() >= deadline:
+                    break
+        return self.done
+
+    def result(self) -> EvalResult:
+        """The evaluation's figures and rollouts (call once ``done``)."""
+        rollouts = {name: p.result() for name, p in self._phases.items() if name != "nominal"}
+        nominal = self.evaluator.nominal_rollouts
+        assert nominal is not None  # this run or an earlier one computed it
+        rollouts["nominal"] = nominal
         return EvalResult(
-            episode=episode,
-            calf=calf.summary(with_modes=True),
-            actor=actor.summary(with_modes=False),
-            nominal=nominal.summary(with_modes=False),
-            rollouts={"calf": calf, "actor": actor, "nominal": nominal},
+            episode=self.episode,
+            calf=rollouts["calf"].summary(with_modes=True),
+            actor=rollouts["actor"].summary(with_modes=False),
+            nominal=rollouts["nominal"].summary(with_modes=False),
+            rollouts=rollouts,
         )
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from calf.config import RunConfig, apply_overrides
 from calf.envs import step_batch
@@ -15,11 +17,13 @@ from calf.evaluation import (
     NominalOnly,
     deployed_calf,
     format_eval_line,
+    frozen_copy,
     run_rollouts,
     start_states,
 )
 from calf.modes import Mode
 from calf.nominal import pd_from_config
+from calf.replay import ReplayBuffer
 from calf.trainer import make_controller
 
 
@@ -129,9 +133,17 @@ def test_one_batched_policy_call_per_step_counted_apart(one_thread) -> None:
     assert counter.count(tag="inference") == 0
 
 
-def test_the_nominal_result_is_computed_once() -> None:
-    evaluator = Evaluator(small_config())
-    assert evaluator.nominal() is evaluator.nominal()
+def test_the_nominal_result_is_computed_once(one_thread) -> None:
+    cfg = small_config()
+    evaluator, td3 = Evaluator(cfg), make_controller(cfg).td3
+    first, second = evaluator.start(td3, 1), evaluator.start(td3, 2)  # before either finished
+    first.advance(None)
+    second.advance(None)
+    third = evaluator.start(td3, 3)
+    third.advance(None)
+    nominal = {id(run.result().rollouts["nominal"]) for run in (first, second, third)}
+    assert len(nominal) == 1  # one object: computed by the first to finish, then reused
+    assert third.steps < second.steps == first.steps  # the third ran no nominal rollouts
 
 
 def test_json_schema_and_the_one_line_summary(one_thread) -> None:
@@ -158,5 +170,44 @@ def test_json_schema_and_the_one_line_summary(one_thread) -> None:
 
 def test_no_success_reports_no_mean_steps() -> None:
     cfg = small_config(**{"eval.max_steps": 3})
-    result = Evaluator(cfg).nominal().summary(with_modes=False)
+    result = Evaluator(cfg).evaluate(make_controller(cfg).td3, episode=0).nominal
     assert result.success_rate == 0.0 and result.mean_steps_to_goal is None
+
+
+@settings(max_examples=8, deadline=None)
+@given(slices=st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=30))
+def test_an_evaluation_in_slices_equals_one_uninterrupted_evaluation(slices: list[int]) -> None:
+    cfg = small_config()
+    td3 = make_controller(cfg).td3
+    whole = Evaluator(cfg).evaluate(td3, episode=7)
+    run = Evaluator(cfg).start(td3, episode=7)
+    budgets = iter(slices)
+    while not run.done:  # slices of k steps each: a deadline already passed stops after one
+        for _ in range(next(budgets, 10_000)):
+            if run.advance(0.0):
+                break
+    sliced = run.result()
+    assert sliced.to_json() == whole.to_json()
+    for name in POLICIES:
+        np.testing.assert_array_equal(sliced.rollouts[name].states, whole.rollouts[name].states)
+        np.testing.assert_array_equal(sliced.rollouts[name].modes, whole.rollouts[name].modes)
+
+
+def test_a_frozen_copy_evaluates_the_weights_it_was_taken_from(one_thread) -> None:
+    cfg = small_config()
+    controller = make_controller(cfg)
+    frozen = frozen_copy(controller.td3)
+    before = Evaluator(cfg).evaluate(controller.td3, episode=1).to_json()
+    replay = ReplayBuffer(2, 1, 256)
+    rng = np.random.default_rng(0)
+    for _ in range(256):  # training moves the live networks...
+        s = rng.uniform(-1, 1, 2)
+        replay.add(s, rng.uniform(-1, 1, 1), -1.0, s * 0.9, False)
+    for _ in range(20):
+        controller.train(replay, 64)
+    assert Evaluator(cfg).evaluate(controller.td3, episode=1).to_json() != before
+    assert Evaluator(cfg).evaluate(frozen, episode=1).to_json() == before  # ...not the copy
+    counter = controller.td3.forward_counter
+    counter.reset()
+    Evaluator(cfg).evaluate(frozen, episode=1)
+    assert counter.count(tag="evaluation") > 0  # its forwards count where the live ones do
