@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -23,11 +23,17 @@ class CheckpointError(ValueError):
         self.problem = problem
 
 
-def write_checkpoint(path: str | os.PathLike[str], kind: str, payload: dict[str, Any]) -> Path:
+def write_checkpoint(
+    path: str | os.PathLike[str] | BinaryIO, kind: str, payload: dict[str, Any]
+) -> None:
     """Write ``payload`` to ``path`` via a temporary file and a rename, so a crash never leaves
-    a half-written checkpoint where a good one was."""
+    a half-written checkpoint where a good one was; or into an open binary file (e.g. a
+    ``BytesIO`` whose bytes a worker process writes)."""
     data = {"format": FORMAT, "version": VERSION, "kind": kind, **payload}
-    return atomic_write(path, lambda fh: torch.save(data, fh), binary=True)
+    if isinstance(path, str | os.PathLike):
+        atomic_write(path, lambda fh: torch.save(data, fh), binary=True)
+    else:
+        torch.save(data, path)
 
 
 def read_checkpoint(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -430,7 +430,7 @@ class CALFController:
             "nominal_interventions": self.nominal_interventions,
         }
 
-    def save(self, path: str | os.PathLike[str]) -> None:
+    def save(self, path: str | os.PathLike[str] | BinaryIO) -> None:
         """Weights, optimiser states and the training agent's CALF state, in one file."""
         write_checkpoint(path, "calf", {"td3": self.td3.state_dict(), "calf": self._calf_state()})
 
