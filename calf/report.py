@@ -61,7 +61,8 @@ class ReportData:
     trajectories: NDArray[np.float64] | None = None  # (E, T + 1, 2), NaN after each end
     trajectory_modes: NDArray[np.int8] | None = None  # (E, T), -1 after each end
     q_cert_traces: list[tuple[int, NDArray[np.float64]]] = field(default_factory=list)
-    replay_states: NDArray[np.float64] | None = None  # (n, 2)
+    replay_states: NDArray[np.float64] | None = None  # (n, 2): all of the replay, or a sample
+    replay_size: int | None = None  # transitions in the replay (None: replay_states is all)
     init_range: float = 4.0
     goal_radius: float = 0.2
 
@@ -218,7 +219,9 @@ def draw_report(data: ReportData) -> Any:
     ax.set_ylabel("v")
     if data.critic is not None:
         c = data.critic
-        levels = np.linspace(np.nanmin(c.q), np.nanmax(c.q), 25)
+        low, high = float(np.nanmin(c.q)), float(np.nanmax(c.q))
+        # A flat critic (all weights zero, say) still gets a figure: contours need a range.
+        levels = np.linspace(low, high if high > low else low + 1.0, 25)
         filled = ax.contourf(c.xs, c.vs, c.q, levels=levels, cmap="viridis")
         ax.contour(c.xs, c.vs, c.q, levels=levels[::3], colors="k", linewidths=0.4, alpha=0.5)
         fig.colorbar(filled, ax=ax, label="Q", pad=0.01)
@@ -269,8 +272,10 @@ def draw_report(data: ReportData) -> Any:
         mesh = ax.pcolormesh(xe, ve, np.ma.log10(masked), cmap="magma_r")
         fig.colorbar(mesh, ax=ax, label="log10 transitions per cell", pad=0.01)
         ax.plot([-r, r, r, -r, -r], [-r, -r, r, r, -r], ":", color="k", lw=1)
+        size = len(s) if data.replay_size is None else data.replay_size
+        sampled = "" if size == len(s) else f" ({len(s)} sampled)"
         ax.set_title(
-            f"replay coverage: {len(s)} transitions, {share:.0%} of the reset box's "
+            f"replay coverage: {size} transitions{sampled}, {share:.0%} of the reset box's "
             "32x32 cells visited"
         )
     else:

@@ -93,3 +93,12 @@ def test_coverage_is_the_share_of_visited_cells() -> None:
     corners = np.array([[-3.9, -3.9], [3.9, 3.9], [-3.9, 3.9], [3.9, -3.9], [3.8, 3.8]])
     assert coverage(corners, 4.0, bins=2) == 1.0
     assert coverage(np.array([[9.0, 9.0]]), 4.0) == 0.0  # outside the reset box
+
+
+def test_a_flat_critic_and_a_replay_sample_still_draw() -> None:
+    data = synthetic()
+    assert data.critic is not None
+    data.critic.q[:] = -1.0  # e.g. zero weights
+    data.replay_size = 100_000  # the states drawn are a sample of a larger replay
+    titles = {ax.get_title() for ax in draw_report(data).axes}
+    assert any(t.startswith("replay coverage: 100000 transitions (500 sampled)") for t in titles)
