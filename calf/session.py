@@ -4,16 +4,27 @@
 resolved config, one metrics line per episode, an evaluation every ``train.eval_every`` episodes
 (``eval.json``, report figure, TensorBoard), a kept checkpoint every ``train.checkpoint_every``
 episodes, and at ``close()`` a final evaluation and checkpoint. ``python -m calf`` calls
-``run()``; the visual trainer calls ``step()`` once per frame and ``close()`` at exit, and can
-subscribe to ``on_episode`` / ``on_eval``. Both write the same run folder.
+``run()``; the visual trainer calls ``train_step()`` and ``after_step()`` once per frame,
+``advance()`` with the frame's budget for evaluations, and ``close()`` at exit, and can subscribe
+to ``on_episode`` / ``on_eval``. Both write the same run folder.
+
+Episode-end work, two ways (``background``). Inline (``python -m calf``): an evaluation runs
+to its end when it falls due and every file is written at once. In the background (the visual
+trainer, whose frame must not wait): an evaluation runs on a frozen copy of the networks,
+a slice per ``advance`` call, and the files are written by a worker process
+(``calf.run_writer``); the results are the same. What an episode end hands over does not grow
+with the run's length: one record, the episode's certificate trace, a checkpoint's bytes, a
+fixed-size sample of the replay for the report (the history stays with the writer).
 """
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +33,25 @@ import numpy as np
 from calf.checkpoint import CheckpointError
 from calf.config import ConfigError, RunConfig
 from calf.controller import CALFController
-from calf.evaluation import EVAL_TAG, EvalResult, Evaluator, format_eval_line
+from calf.evaluation import (
+    EVAL_TAG,
+    EvalResult,
+    EvaluationRun,
+    Evaluator,
+    format_eval_line,
+    frozen_copy,
+)
 from calf.modes import Mode
+from calf.report import CriticGrid
 from calf.run_folder import RunFolder, RunFolderError
+from calf.run_writer import BackgroundWriter, InlineWriter, ReportParts, RunWriter
+from calf.td3 import TD3
 from calf.trainer import AgentTrainer, StepResult, make_controller
 
-Q_CERT_EPISODES = 6  # certificate traces kept for the report (the last episodes)
 LOSS_LOG_EVERY = 100  # steps between TensorBoard loss points (CleanRL's cadence)
 CRITIC_GRID = 81  # points per axis of the report's critic contour
+CRITIC_ROWS_PER_SLICE = 9  # grid rows per forward when the critic grid is computed in slices
+REPLAY_SAMPLE = 5000  # replay states drawn for the report's coverage panel
 
 
 def _finite(value: float | None) -> float | None:
@@ -55,24 +77,32 @@ class TrainingSession:
         figures: bool = True,
         tensorboard: bool = True,
         evaluations: bool = True,
+        background: bool = False,
     ) -> None:
         """``evaluations=False``: no evaluation rollouts at all (runs that only measure the
-        frame, and runs that evaluate a fixed checkpoint)."""
+        frame, and runs that evaluate a fixed checkpoint). ``background``: episode-end work
+        off the caller's thread (module docstring)."""
         self.cfg = cfg
         self.folder = folder
         self.trainer = AgentTrainer(cfg, controller, learn=learn)
         self.controller = self.trainer.controller
         self.evaluator = Evaluator(cfg)
         self.evaluations = evaluations
+        self.background = background
         self.figures = figures and folder is not None
         self.tensorboard = tensorboard and folder is not None
+        self.writer: RunWriter | None = None
+        if folder is not None:
+            make = BackgroundWriter if background else InlineWriter
+            self.writer = make(folder, self.figures)
         self.episodes: list[dict[str, Any]] = []  # the "episode" records of metrics.jsonl
         self.evals: list[dict[str, Any]] = []  # eval.json records, oldest first
         self.last_eval: EvalResult | None = None
         self.on_episode: list[Callable[[dict[str, Any]], None]] = []
         self.on_eval: list[Callable[[EvalResult], None]] = []
-        self.q_cert_traces: deque[tuple[int, np.ndarray]] = deque(maxlen=Q_CERT_EPISODES)
-        self._writer: Any = None
+        self._pending: deque[_PendingEvaluation] = deque()  # due, not finished; oldest first
+        self._report_rng = np.random.default_rng(cfg.train.seed + 3)
+        self._tb_writer: Any = None
         self._last_actor_loss: float | None = None
         self._last_checkpoint = -1
         self._closed = False
@@ -121,10 +151,12 @@ class TrainingSession:
         if (folder.path.parent / "latest").is_symlink():
             folder.link_latest()
         session = cls(cfg, folder, controller, **kwargs)
-        session._restore(saved.episode, saved.progress, records)
+        session.restore(saved.episode, saved.progress, records)
         return session
 
-    def _restore(self, episode: int, progress: dict[str, Any], records: list[dict]) -> None:
+    def restore(self, episode: int, progress: dict[str, Any], records: list[dict]) -> None:
+        """Take up a run at ``episode``: its progress and its metrics ``records`` (a resumed
+        run; also how a perf run builds a long run's state in seconds)."""
         tr = self.trainer
         self.episodes = [r for r in records if r.get("type") == "episode"]
         self.evals = [
@@ -132,6 +164,8 @@ class TrainingSession:
             for r in records
             if r.get("type") == "eval"
         ]
+        if self.writer is not None:
+            self.writer.restore(records)
         tr.episode = episode
         tr.global_step = int(progress.get("global_step", 0))
         tr.episode_rewards = [float(r["return"]) for r in self.episodes]
@@ -196,10 +230,9 @@ class TrainingSession:
             "time": time.perf_counter() - self._started,
         }
         self.episodes.append(record)
-        if np.isfinite(self._q_cert).any():
-            self.q_cert_traces.append((tr.episode, np.asarray(self._q_cert)))
-        if self.folder is not None:
-            self.folder.append_metrics(record)
+        if self.writer is not None:
+            trace = np.asarray(self._q_cert)
+            self.writer.episode(record, trace if np.isfinite(trace).any() else None)
         self._log_episode(record)
         for hook in self.on_episode:
             hook(record)
@@ -207,7 +240,7 @@ class TrainingSession:
             self.evaluate()
         if tr.episode % self.cfg.train.checkpoint_every == 0:
             self.save_checkpoint()
-        self._reset_episode_stats()  # after the evaluation, so steps/s leaves it out
+        self._reset_episode_stats()  # after an inline evaluation, so steps/s leaves it out
 
     def run(self, progress: bool = True) -> dict[str, Any]:
         """Train until ``train.episodes`` episodes, then ``close()``; a summary dict."""
@@ -241,9 +274,7 @@ class TrainingSession:
         except KeyboardInterrupt:
             # Keep what the finished episodes learned, so --resume continues from here.
             self.save_checkpoint()
-            if self._writer is not None:
-                self._writer.close()
-            self._closed = True
+            self._close_writers()
             raise
         finally:
             self.on_episode.remove(show)
@@ -252,93 +283,111 @@ class TrainingSession:
         return self.summary()
 
     # ----------------------------------------------------------- evaluation
-    def evaluate(self) -> EvalResult:
-        """Evaluate now (CALF as deployed, actor, nominal); write eval.json, a metrics line,
-        TensorBoard scalars and the report figure."""
+    def evaluate(self) -> None:
+        """Evaluate the networks as they are now (CALF as deployed, actor, nominal): at once
+        when inline, in slices of ``advance`` in the background; when it is done its record
+        goes to eval.json, metrics.jsonl, TensorBoard and a report figure, and to ``on_eval``."""
         tr = self.trainer
-        result = self.evaluator.evaluate(self.controller.td3, tr.episode)
+        td3 = frozen_copy(self.controller.td3) if self.background else self.controller.td3
+        run = self.evaluator.start(td3, tr.episode)
+        grid = _CriticGrid(td3, self.cfg.env.init_range) if self.figures else None
+        self._pending.append(_PendingEvaluation(run, grid, tr.global_step))
+        if not self.background:
+            self._advance(None)
+
+    @property
+    def busy(self) -> bool:
+        """Whether episode-end work is under way: an evaluation, or files being written."""
+        return bool(self._pending) or (self.writer is not None and self.writer.busy)
+
+    def advance(self, budget_s: float) -> None:
+        """Spend about ``budget_s`` seconds on the evaluations due (at least one batched step
+        when one is due): the visual trainer's evaluation stage, once per frame."""
+        if self._pending:
+            self._advance(time.perf_counter() + budget_s)
+
+    def _advance(self, deadline: float | None) -> None:
+        while self._pending:
+            due = self._pending[0]
+            if not due.advance(deadline):
+                return
+            self._pending.popleft()
+            self._publish(due)
+            if deadline is not None and time.perf_counter() >= deadline:
+                return
+
+    def _publish(self, due: _PendingEvaluation) -> None:
+        result = due.run.result()
         record = result.to_json()
         self.evals.append(record)
         self.last_eval = result
-        if self.folder is not None:
-            self.folder.write_eval(record)
-            self.folder.append_metrics({"type": "eval", "global_step": tr.global_step, **record})
+        if self.writer is not None:
+            self.writer.evaluation(record, due.global_step)
+            if due.grid is not None:
+                self.writer.report(self._report_parts(result, due))
         if self.tensorboard:
             writer = self._tb()
             for policy in ("calf", "actor", "nominal"):
                 for key, value in record[policy].items():
                     if value is not None:
-                        writer.add_scalar(f"eval/{policy}_{key}", value, tr.global_step)
-        if self.figures:
-            self.write_report(result)
+                        writer.add_scalar(f"eval/{policy}_{key}", value, due.global_step)
         for hook in self.on_eval:
             hook(result)
-        return result
 
-    def write_report(self, result: EvalResult | None = None) -> list[Path]:
-        """The report figure for ``result`` (default: the latest evaluation), numbered and as
-        report.png."""
-        from calf.report import ReportData, save_report
-
-        if self.folder is None:
-            raise RunFolderError("this session has no run folder to write a report into")
-        result = result or self.last_eval
-        episode = self.trainer.episode if result is None else result.episode
-        calf = None if result is None else result.rollouts.get("calf")
+    def _report_parts(self, result: EvalResult, due: _PendingEvaluation) -> ReportParts:
+        assert self.folder is not None and due.grid is not None
+        calf = result.rollouts.get("calf")
         replay = self.trainer.replay
-        data = ReportData(
+        size = len(replay)
+        rows = self._report_rng.integers(0, size, min(size, REPLAY_SAMPLE)) if size else None
+        return ReportParts(
+            episode=result.episode,
             title=f"{self.folder.path.name}: {self.cfg.train.algo}, seed {self.cfg.train.seed}, "
-            f"episode {episode}, step {self.trainer.global_step}",
-            episodes=self.episodes,
-            evals=self.evals,
-            critic=self.critic_grid(),
+            f"episode {result.episode}, step {due.global_step}",
+            critic=due.grid.result(),
             trajectories=None if calf is None or not calf.states.size else calf.states,
             trajectory_modes=None if calf is None or not calf.modes.size else calf.modes,
-            q_cert_traces=list(self.q_cert_traces),
-            replay_states=np.asarray(replay.state[: len(replay)], dtype=np.float64),
+            replay_sample=None if rows is None else replay.state[rows].astype(np.float64),
+            replay_size=size,
             init_range=self.cfg.env.init_range,
             goal_radius=self.cfg.env.goal_radius,
         )
-        return save_report(data, self.folder.figure_path(episode), self.folder.report_path)
-
-    def critic_grid(self, n: int = CRITIC_GRID) -> Any:
-        """Q1(s, actor(s)) over the plane around the reset box, in one forward."""
-        from calf.report import CriticGrid
-
-        td3 = self.controller.td3
-        span = 1.5 * self.cfg.env.init_range
-        xs = np.linspace(-span, span, n)
-        vs = np.linspace(-span, span, n)
-        xx, vv = np.meshgrid(xs, vs)
-        grid = np.stack([xx.ravel(), vv.ravel()], axis=1)
-        with td3.forward_counter.tag(EVAL_TAG):
-            _, q = td3.act_and_q1(td3.to_tensor(grid))
-        return CriticGrid(xs, vs, q.cpu().numpy().astype(np.float64).reshape(n, n))
 
     # ---------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> Path | None:
         """Keep a checkpoint of this episode (once per episode); None without a folder."""
         tr = self.trainer
-        if self.folder is None or self._last_checkpoint == tr.episode:
+        if self.folder is None or self.writer is None or self._last_checkpoint == tr.episode:
             return None
         progress = {"global_step": tr.global_step, "time": time.perf_counter() - self._started}
-        path = self.folder.save_checkpoint(self.controller.save, tr.episode, progress)
+        buffer = io.BytesIO()
+        self.controller.save(buffer)
+        self.writer.checkpoint(tr.episode, buffer.getvalue(), progress)
         self._last_checkpoint = tr.episode
-        return path
+        return self.folder.checkpoint_path(tr.episode)
 
     def close(self) -> None:
-        """The end of the run: a final evaluation and checkpoint unless this episode already
-        has them, and the TensorBoard file closed. Safe to call twice."""
+        """The end of the run: the evaluations due finished, a final evaluation and checkpoint
+        unless this episode already has them, every file written, TensorBoard closed. Safe to
+        call twice."""
         if self._closed:
             return
         self._closed = True
+        self._advance(None)
         if self.evaluations and (
             not self.evals or self.evals[-1]["episode"] != self.trainer.episode
         ):
             self.evaluate()
+            self._advance(None)
         self.save_checkpoint()
-        if self._writer is not None:
-            self._writer.close()
+        self._close_writers()
+
+    def _close_writers(self) -> None:
+        self._closed = True
+        if self.writer is not None:
+            self.writer.close()
+        if self._tb_writer is not None:
+            self._tb_writer.close()
 
     def __enter__(self) -> TrainingSession:
         return self
@@ -346,21 +395,20 @@ class TrainingSession:
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
             self.close()
-        elif self._writer is not None:  # a failed run: keep what was written, add nothing
-            self._writer.close()
-            self._closed = True
+        else:  # a failed run: keep what was written, add nothing
+            self._close_writers()
 
     # ------------------------------------------------------------ TensorBoard
     def _tb(self) -> Any:
-        if self._writer is None:
+        if self._tb_writer is None:
             from torch.utils.tensorboard import SummaryWriter
 
             assert self.folder is not None
             # purge_step: a resumed run drops the points it is about to write again.
-            self._writer = SummaryWriter(
+            self._tb_writer = SummaryWriter(
                 str(self.folder.path), purge_step=self.trainer.global_step or None
             )
-        return self._writer
+        return self._tb_writer
 
     def _log_episode(self, record: dict[str, Any]) -> None:
         if not self.tensorboard:
@@ -407,3 +455,55 @@ class TrainingSession:
             "last_eval": self.last_eval,
             "folder": None if self.folder is None else self.folder.path,
         }
+
+
+@dataclass
+class _PendingEvaluation:
+    """An evaluation that fell due at ``global_step``, and the critic grid its report draws."""
+
+    run: EvaluationRun
+    grid: _CriticGrid | None
+    global_step: int
+
+    def advance(self, deadline: float | None) -> bool:
+        if not self.run.done and not self.run.advance(deadline):
+            return False
+        if deadline is not None and time.perf_counter() >= deadline:
+            return self.grid is None or self.grid.done
+        return self.grid is None or self.grid.advance(deadline)
+
+
+class _CriticGrid:
+    """Q1(s, actor(s)) over the plane around the reset box (``CRITIC_GRID`` points a side),
+    ``CRITIC_ROWS_PER_SLICE`` rows per forward, so a frame never waits for all of it."""
+
+    def __init__(self, td3: TD3, init_range: float) -> None:
+        self.td3 = td3
+        span = 1.5 * init_range
+        self.xs = np.linspace(-span, span, CRITIC_GRID)
+        self.vs = np.linspace(-span, span, CRITIC_GRID)
+        self.q = np.empty((CRITIC_GRID, CRITIC_GRID))
+        self.rows_done = 0
+
+    @property
+    def done(self) -> bool:
+        return self.rows_done == CRITIC_GRID
+
+    def advance(self, deadline: float | None) -> bool:
+        td3 = self.td3
+        with td3.forward_counter.tag(EVAL_TAG):
+            while not self.done:
+                rows = slice(
+                    self.rows_done, min(self.rows_done + CRITIC_ROWS_PER_SLICE, CRITIC_GRID)
+                )
+                xx, vv = np.meshgrid(self.xs, self.vs[rows])
+                states = np.stack([xx.ravel(), vv.ravel()], axis=1)
+                _, q = td3.act_and_q1(td3.to_tensor(states))
+                self.q[rows] = q.cpu().numpy().astype(np.float64).reshape(-1, CRITIC_GRID)
+                self.rows_done = rows.stop
+                if deadline is not None and time.perf_counter() >= deadline:
+                    break
+        return self.done
+
+    def result(self) -> CriticGrid:
+        return CriticGrid(self.xs, self.vs, self.q)

@@ -14,6 +14,7 @@ import torch
 
 from calf.__main__ import main
 from calf.config import RunConfig, apply_overrides, load_config
+from calf.evaluation import Evaluator, frozen_copy
 from calf.session import ResumeError, TrainingSession
 from calf.trainer import make_controller
 
@@ -243,3 +244,62 @@ def test_an_interrupted_run_keeps_a_checkpoint_to_resume_from(
     assert main(argv) == 130
     assert "interrupted after episode 2; continue with --resume run" in capsys.readouterr().err
     assert (in_tmp / "run" / "checkpoints" / "episode-000002.pt").is_file()
+
+
+def run_session(folder: Path, background: bool, episodes: int = 4) -> TrainingSession:
+    """A seeded tiny run to ``episodes`` episodes; in the background, one evaluation step per
+    training step (the visual trainer gives it a slice of every frame)."""
+    cfg = tiny_config(**{"train.episodes": episodes})
+    session = TrainingSession.start(cfg, out=folder, background=background)
+    while session.trainer.episode < episodes:
+        session.step()
+        session.advance(0.0)
+    session.close()
+    return session
+
+
+def test_background_episode_ends_write_what_inline_ones_write(in_tmp: Path) -> None:
+    inline = run_session(in_tmp / "inline", background=False)
+    background = run_session(in_tmp / "background", background=True)
+    a, b = in_tmp / "inline", in_tmp / "background"
+    assert (a / "eval.json").read_text() == (b / "eval.json").read_text()
+    for kind in ("episode", "eval"):
+        strip = [{k: v for k, v in r.items() if k not in ("sps", "time")} for r in records(a, kind)]
+        other = [{k: v for k, v in r.items() if k not in ("sps", "time")} for r in records(b, kind)]
+        assert strip == other, kind
+    assert [r["episode"] for r in records(b, "eval")] == [2, 4]
+    for name in ("episode-000002.pt", "episode-000004.pt"):
+        assert (a / "checkpoints" / name).read_bytes() == (b / "checkpoints" / name).read_bytes()
+    assert (b / "checkpoint.pt").read_bytes() == (
+        b / "checkpoints" / "episode-000004.pt"
+    ).read_bytes()
+    assert sorted(p.name for p in (b / "figures").iterdir()) == [
+        "report-000002.png",
+        "report-000004.png",
+    ]
+    assert inline.last_eval is not None and background.last_eval is not None
+    assert inline.last_eval.to_json() == background.last_eval.to_json()
+    assert not background.busy
+    assert not [p for p in b.rglob(".*.tmp")]  # no temporary file left behind
+
+
+def test_a_background_evaluation_is_of_the_weights_at_the_episode_end(in_tmp: Path) -> None:
+    cfg = tiny_config(**{"train.episodes": 2, "train.eval_every": 1})
+    session = TrainingSession(cfg, folder=None, background=True)
+    seen: list[int] = []
+    session.on_eval.append(lambda e: seen.append(e.episode))
+    while session.trainer.episode < 1:
+        session.step()
+    weights = {k: v.clone() for k, v in session.controller.td3.actor.state_dict().items()}
+    expected = Evaluator(cfg).evaluate(frozen_copy(session.controller.td3), 1).to_json()
+    assert session.busy and seen == []
+    for _ in range(30):  # training goes on while the evaluation advances
+        session.step()
+        session.advance(0.0)
+    assert any(
+        not torch.equal(weights[k], v) for k, v in session.controller.td3.actor.state_dict().items()
+    )
+    while session.busy:
+        session.advance(1.0)
+    assert seen == [1] and session.last_eval is not None
+    assert session.last_eval.to_json() == expected
