@@ -25,10 +25,12 @@ Semantics, in short:
   ``set_counter`` is a gauge (e.g. draw calls read from the scene graph, perhaps only every k
   frames): its per-frame mean is over the frames in which it was set. Counts made while no frame is
   open go to the next frame.
-* **Statistics windows.** ``count``, ``total_ms``, ``min_ms``, ``max_ms``, the EMA and the frame
-  mean cover everything since ``reset()``; p50/p95 come from a fixed ring of the last ``window``
-  samples (numpy's linear-interpolation percentile). Nothing grows with the number of frames. The
-  EMA is ``ema = x`` for the first sample, then ``ema += alpha * (x - ema)``.
+* **Statistics** (``visuals.running_stats.RunningStats``, one kind for the frame and every
+  section): ``count``, ``total_ms``, ``min_ms``, ``max_ms``, the EMA and the frame mean cover
+  everything since ``reset()``; p50/p95 come from a fixed ring of the last ``window`` samples
+  (numpy's linear-interpolation percentile); the pacing (p99, p99.9, hitches over 4x the median
+  and over 50 ms, "1 % low" FPS) from a log-bucketed histogram of every sample since
+  ``reset()``, to within half a 1 % bucket. Nothing grows with the number of frames.
 * **Sections are named by their user**: the app registers its sections in its frame's order
   (``sections=``); any other name is registered the first time it is used.
 * **CPU** is the process's user + system CPU time over the recorded frames, read with
@@ -59,10 +61,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import psutil
 
 from calf.atomic import atomic_write
+from visuals.running_stats import RESOLUTION, RunningStats
 
 __all__ = ["PerformanceProfiler"]
 
@@ -87,27 +89,9 @@ _NULL_SECTION = _NullSection()
 
 class _Section:
     """One named section: its own context manager (cached, so entering it allocates nothing),
-    the open frame's accumulator and the statistics since reset."""
+    the open frame's accumulator and the statistics of its per-frame samples since reset."""
 
-    __slots__ = (
-        "name",
-        "_prof",
-        "_clock",
-        "depth",
-        "t0",
-        "acc",
-        "hit",
-        "calls",
-        "samples",
-        "last",
-        "ema",
-        "min",
-        "max",
-        "total",
-        "ring",
-        "pos",
-        "n",
-    )
+    __slots__ = ("name", "_prof", "_clock", "depth", "t0", "acc", "hit", "calls", "stats")
 
     def __init__(self, prof: PerformanceProfiler, name: str) -> None:
         self.name = name
@@ -115,21 +99,14 @@ class _Section:
         self._clock = prof._clock
         self.depth = 0
         self.t0 = 0.0
-        self.ring = np.zeros(prof.window, dtype=np.float64)
+        self.stats = RunningStats(prof.window, prof.ema_alpha)
         self.clear()
 
     def clear(self) -> None:
         self.acc = 0.0
         self.hit = False
         self.calls = 0
-        self.samples = 0
-        self.last = 0.0
-        self.ema = 0.0
-        self.min = math.inf
-        self.max = -math.inf
-        self.total = 0.0
-        self.pos = 0
-        self.n = 0
+        self.stats.clear()
 
     def __enter__(self) -> _Section:
         self.calls += 1
@@ -148,26 +125,6 @@ class _Section:
             return
         self._prof._record(self, self._clock() - self.t0)
 
-    def commit(self, ms: float, alpha: float, window: int) -> None:
-        """Add one sample (milliseconds) to the statistics."""
-        self.samples += 1
-        self.last = ms
-        self.total += ms
-        if ms < self.min:
-            self.min = ms
-        if ms > self.max:
-            self.max = ms
-        if self.samples == 1:
-            self.ema = ms
-        else:
-            self.ema += alpha * (ms - self.ema)
-        pos = self.pos
-        self.ring[pos] = ms
-        pos += 1
-        self.pos = 0 if pos == window else pos
-        if self.n < window:
-            self.n += 1
-
 
 class _Counter:
     """One named per-frame counter (a sum) or gauge (set_counter)."""
@@ -184,13 +141,6 @@ class _Counter:
         self.hit = False
         self.total = 0.0
         self.frames_set = 0
-
-
-def _percentiles(values: np.ndarray) -> tuple[float, float]:
-    if values.size == 0:
-        return 0.0, 0.0
-    p50, p95 = np.percentile(values, [50.0, 95.0])
-    return float(p50), float(p95)
 
 
 class PerformanceProfiler:
@@ -233,8 +183,7 @@ class PerformanceProfiler:
         self._touched: list[_Section] = []
         self._ctouched: list[_Counter] = []
 
-        # Ring of the last frames' wall times (the frame percentiles).
-        self._frame_ms = np.zeros(window, dtype=np.float64)
+        self._frame = RunningStats(window, self.ema_alpha)  # the frames' wall times
         for name in sections:
             self._new_section(name)
         self.reset()
@@ -275,13 +224,7 @@ class PerformanceProfiler:
         self._thread_prev = 0.0
         self._wall_prev = 0.0
         self._frames = 0
-        self._pos = 0
-        self._n = 0
-        self._frame_total_ms = 0.0
-        self._frame_last_ms = 0.0
-        self._frame_ema_ms = 0.0
-        self._frame_min_ms = math.inf
-        self._frame_max_ms = -math.inf
+        self._frame.clear()
         self._cpu_total_ms = 0.0
         self._thread_total_ms = 0.0
         self._wall_total_ms = 0.0
@@ -336,7 +279,7 @@ class PerformanceProfiler:
                 self._touched.append(sec)
             sec.acc += seconds
         else:
-            sec.commit(seconds * 1e3, self.ema_alpha, self.window)
+            sec.stats.add(seconds * 1e3)
 
     def add_time(self, name: str, seconds: float) -> None:
         """Record ``seconds`` for section ``name`` measured elsewhere (counts as one call)."""
@@ -425,28 +368,13 @@ class PerformanceProfiler:
         self._last_end = now
         self._in_frame = False
 
-        frame_ms = (now - start) * 1e3
         frames = self._frames + 1
         self._frames = frames
-        self._frame_total_ms += frame_ms
-        self._frame_last_ms = frame_ms
-        if frames == 1:
-            self._frame_ema_ms = frame_ms
-        else:
-            self._frame_ema_ms += self.ema_alpha * (frame_ms - self._frame_ema_ms)
-        if frame_ms < self._frame_min_ms:
-            self._frame_min_ms = frame_ms
-        if frame_ms > self._frame_max_ms:
-            self._frame_max_ms = frame_ms
-
-        pos = self._pos
-        self._frame_ms[pos] = frame_ms
-        alpha = self.ema_alpha
-        window = self.window
+        self._frame.add((now - start) * 1e3)
         touched = self._touched
         if touched:
             for sec in touched:
-                sec.commit(sec.acc * 1e3, alpha, window)
+                sec.stats.add(sec.acc * 1e3)
                 sec.acc = 0.0
                 sec.hit = False
             touched.clear()
@@ -458,10 +386,6 @@ class PerformanceProfiler:
                 cnt.acc = 0.0
                 cnt.hit = False
             ctouched.clear()
-        pos += 1
-        self._pos = 0 if pos == window else pos
-        if self._n < window:
-            self._n += 1
         if frames % self.rss_every == 0:
             self._sample_rss()
 
@@ -479,50 +403,65 @@ class PerformanceProfiler:
         return self._frames
 
     def _ordered_sections(self) -> list[_Section]:
-        return [s for s in self._sections.values() if s.calls or s.samples]
+        return [s for s in self._sections.values() if s.calls or s.stats.n]
 
     def section_stats(self) -> dict[str, dict[str, float]]:
         """Per section seen since reset: count (calls), samples, last_ms, ema_ms, min_ms, max_ms,
-        p50_ms, p95_ms (over the last ``window`` samples), mean_ms (per sample), total_ms and
-        ms_per_frame (total / frames: the amortised cost)."""
+        p50_ms, p95_ms (over the last ``window`` samples), mean_ms (per sample), total_ms,
+        ms_per_frame (total / frames: the amortised cost), and its pacing over every sample
+        since reset: p99_ms, p999_ms, hitches_4x_median, hitches_over_50ms."""
         out: dict[str, dict[str, float]] = {}
         frames = self._frames
         for sec in self._ordered_sections():
-            p50, p95 = _percentiles(sec.ring[: sec.n])
-            has = sec.samples > 0
+            st = sec.stats
+            p50, p95 = st.recent_percentiles()
+            pacing = st.pacing()
             out[sec.name] = {
                 "count": sec.calls,
-                "samples": sec.samples,
-                "last_ms": sec.last,
-                "ema_ms": sec.ema,
-                "min_ms": sec.min if has else 0.0,
-                "max_ms": sec.max if has else 0.0,
+                "samples": st.n,
+                "last_ms": st.last,
+                "ema_ms": st.ema,
+                "min_ms": st.min if st.n else 0.0,
+                "max_ms": st.max if st.n else 0.0,
                 "p50_ms": p50,
                 "p95_ms": p95,
-                "mean_ms": sec.total / sec.samples if has else 0.0,
-                "total_ms": sec.total,
-                "ms_per_frame": sec.total / frames if frames else 0.0,
+                "mean_ms": st.mean,
+                "total_ms": st.total,
+                "ms_per_frame": st.total / frames if frames else 0.0,
+                "p99_ms": pacing["p99_ms"],
+                "p999_ms": pacing["p999_ms"],
+                "hitches_4x_median": pacing["hitches_4x_median"],
+                "hitches_over_50ms": pacing["hitches_over_50ms"],
             }
         return out
 
     def frame_stats(self) -> dict[str, float]:
         """frames, frame_ms p50/p95 (last ``window`` frames), mean/min/max/last/ema (since
-        reset), fps (1000 / mean), cpu_ms_per_frame, cpu_percent_at_60fps, cpu_percent (CPU time /
-        wall time), wall_s, rss_mb (sampled now) and rss_mb_max (over the samples)."""
+        reset), the pacing since reset (frame_ms_p99, frame_ms_p999, hitches_4x_median,
+        hitches_over_50ms, fps_1pct_low = 1000 / p99), fps (1000 / mean), cpu_ms_per_frame,
+        thread_cpu_ms_per_frame, cpu_percent_at_60fps, cpu_percent (CPU time / wall time),
+        wall_s, rss_mb (sampled now) and rss_mb_max (over the samples)."""
         self._sample_rss()
         frames = self._frames
-        p50, p95 = _percentiles(self._frame_ms[: self._n])
-        mean = self._frame_total_ms / frames if frames else 0.0
+        f = self._frame
+        p50, p95 = f.recent_percentiles()
+        pacing = f.pacing()
+        mean = f.mean
         cpu_per_frame = self._cpu_total_ms / frames if frames else 0.0
         return {
             "frames": frames,
             "frame_ms_p50": p50,
             "frame_ms_p95": p95,
             "frame_ms_mean": mean,
-            "frame_ms_min": self._frame_min_ms if frames else 0.0,
-            "frame_ms_max": self._frame_max_ms if frames else 0.0,
-            "frame_ms_last": self._frame_last_ms,
-            "frame_ms_ema": self._frame_ema_ms,
+            "frame_ms_min": f.min if frames else 0.0,
+            "frame_ms_max": f.max if frames else 0.0,
+            "frame_ms_last": f.last,
+            "frame_ms_ema": f.ema,
+            "frame_ms_p99": pacing["p99_ms"],
+            "frame_ms_p999": pacing["p999_ms"],
+            "hitches_4x_median": pacing["hitches_4x_median"],
+            "hitches_over_50ms": pacing["hitches_over_50ms"],
+            "fps_1pct_low": 1000.0 / pacing["p99_ms"] if pacing["p99_ms"] > 0.0 else 0.0,
             "fps": 1000.0 / mean if mean > 0.0 else 0.0,
             "cpu_ms_per_frame": cpu_per_frame,
             "thread_cpu_ms_per_frame": self._thread_total_ms / frames if frames else 0.0,
@@ -555,7 +494,8 @@ class PerformanceProfiler:
             "meta": {
                 "enabled": self._enabled,
                 "window": self.window,
-                "frames_in_window": self._n,
+                "frames_in_window": self._frame.filled,
+                "histogram_resolution": RESOLUTION,
                 "ema_alpha": self.ema_alpha,
                 "rss_every": self.rss_every,
                 "units": "ms",
