@@ -40,6 +40,7 @@ FRAME_SECTIONS = (
     "training",
     "heatmap",
     "outputs",
+    "evaluation",
     "ui",
     "render",
 )
