@@ -59,6 +59,30 @@ class ReplayBuffer:
         self._next = (i + 1) % self.capacity
         self._size = min(self._size + 1, self.capacity)
 
+    def add_batch(
+        self,
+        states: ArrayLike,
+        actions: ArrayLike,
+        rewards: ArrayLike,
+        next_states: ArrayLike,
+        dones: ArrayLike,
+    ) -> None:
+        """Store n transitions at once, oldest first: the same buffer as n ``add`` calls."""
+        s = np.asarray(states, dtype=np.float32)
+        n = len(s)
+        if n == 0:
+            return
+        rows = (self._next + np.arange(n)) % self.capacity
+        keep = slice(max(n - self.capacity, 0), n)  # more than fits: the newest win
+        rows = rows[keep]
+        self.state[rows] = s[keep]
+        self.action[rows] = np.asarray(actions, dtype=np.float32).reshape(n, -1)[keep]
+        self.reward[rows] = np.asarray(rewards, dtype=np.float32).reshape(n, 1)[keep]
+        self.next_state[rows] = np.asarray(next_states, dtype=np.float32)[keep]
+        self.not_done[rows] = 1.0 - np.asarray(dones, dtype=np.float32).reshape(n, 1)[keep]
+        self._next = int((self._next + n) % self.capacity)
+        self._size = min(self._size + n, self.capacity)
+
     def sample(
         self,
         batch_size: int,

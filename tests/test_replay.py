@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from calf import ReplayBuffer
 
@@ -158,3 +160,36 @@ def test_sample_into_rejects_a_bad_out(out) -> None:
 def test_sample_into_an_empty_replay() -> None:
     with pytest.raises(ValueError, match="empty replay buffer"):
         ReplayBuffer(2, 1, capacity=3).sample_into(np.zeros((1, 7), dtype=np.float32))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    capacity=st.integers(min_value=1, max_value=9),
+    before=st.integers(min_value=0, max_value=12),
+    n=st.integers(min_value=0, max_value=25),
+)
+def test_add_batch_leaves_the_buffer_that_n_adds_leave(capacity: int, before: int, n: int) -> None:
+    rng = np.random.default_rng(capacity * 100 + before * 10 + n)
+    batched, looped = ReplayBuffer(2, 1, capacity), ReplayBuffer(2, 1, capacity)
+
+    def transitions(k: int) -> tuple[np.ndarray, ...]:
+        return (rng.normal(size=(k, 2)), rng.normal(size=(k, 1)), rng.normal(size=k),
+                rng.normal(size=(k, 2)), rng.random(k) < 0.3)  # fmt: skip
+
+    for s, a, r, s2, d in zip(*transitions(before), strict=True):
+        batched.add(s, a, float(r), s2, bool(d))
+        looped.add(s, a, float(r), s2, bool(d))
+    batch = transitions(n)
+    batched.add_batch(*batch)
+    for s, a, r, s2, d in zip(*batch, strict=True):
+        looped.add(s, a, float(r), s2, bool(d))
+    assert len(batched) == len(looped)
+    out_a, out_b = np.empty((8, batched.width), np.float32), np.empty((8, looped.width), np.float32)
+    if len(looped):
+        batched.sample_into(out_a, np.random.default_rng(0))
+        looped.sample_into(out_b, np.random.default_rng(0))
+        np.testing.assert_array_equal(out_a, out_b)
+    for buffer in (batched, looped):  # the next add lands in the same slot
+        buffer.add([9.0, 9.0], [9.0], 9.0, [9.0, 9.0], False)
+    for name in ("state", "action", "reward", "next_state", "not_done"):
+        np.testing.assert_array_equal(getattr(batched, name), getattr(looped, name))
