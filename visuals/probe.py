@@ -5,6 +5,11 @@ perf-only knob, so the frame itself has none:
 
 - ``warmup=F``: the profiler starts recording after F frames;
 - ``prefill=S``: S random training steps before the first frame (every frame then learns);
+- ``late=1``: before the first frame, build the state of an hour-long run (``calf.late_run``:
+  the replay full, 1000 episodes of history in the session, the writer and the run folder)
+  and run the visual agents a trail's length of steps, so their trails are as full as they get;
+- ``frames=1``: keep every measured frame's time and whether episode-end work (an evaluation,
+  a file being written) was under way in it: frame pacing during evaluations and outside;
 - ``churn=F``: every F frames add or remove 1-3 agents (soak runs), staying within [n0/2, 2 n0];
 - ``series=F``: every F frames sample RSS, scene nodes and agents (soak runs);
 - ``work=1``: keep every frame's exact work counts (forwards by stage, buffer writes by layer,
@@ -40,6 +45,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
+_SWITCHES = ("work", "serve", "late", "frames")  # settings that are on (1) or off (0)
+
 
 @dataclass(frozen=True)
 class ProbeConfig:
@@ -53,6 +60,8 @@ class ProbeConfig:
     alone: int = 0
     inject: tuple[str, float] | None = None
     serve: bool = False
+    late: bool = False
+    frames: bool = False
 
     @classmethod
     def parse(cls, text: str) -> ProbeConfig:
@@ -78,7 +87,7 @@ class ProbeConfig:
                 raise ValueError(f"probe {key} must be an integer, got {raw!r}") from None
             if number < 0:
                 raise ValueError(f"probe {key} must be >= 0, got {number}")
-            values[key] = bool(number) if key in ("work", "serve") else number
+            values[key] = bool(number) if key in _SWITCHES else number
         return cls(**values)
 
 
@@ -87,23 +96,39 @@ class Probe:
 
     def __init__(self, config: ProbeConfig, seed: int = 0) -> None:
         self.config = config
+        self.seed = seed
         self._churn_rng = np.random.default_rng(seed + 2)
         self.series: list[dict[str, float]] = []
         self.work: list[dict[str, float]] = []
         self.calls: list[dict[str, Any]] = []
         self.traced: list[tuple[int, int]] = []  # (frame, traced Python bytes)
         self.alone_ms: list[float] = []  # training steps timed alone (ms each)
+        self.frames: list[tuple[float, bool]] = []  # (frame ms, episode-end work under way)
+        # Episode-end work under way at the end of the last two frames' updates.
+        self._busy = (False, False)
         self._counter: PythonWork | None = None
 
     def start(self, app: Any) -> None:
-        """Before the first frame: prefill the replay and set up the injected work."""
+        """Before the first frame: prefill the replay or age the run, and set up the injected
+        work."""
         for _ in range(self.config.prefill):
             app.session.step()
+        if self.config.late:
+            from calf.late_run import age
+
+            age(app.session, seed=self.seed)
+            for _ in range(app.cfg.trail_points):
+                app.agents.step(app.stages.heights, app.meter.stage)
         if self.config.inject is not None:
             app.meter.inject(*self.config.inject)
 
     def after_frame(self, app: Any) -> None:
         cfg, i = self.config, app.frame_index
+        busy = app.session.busy
+        if cfg.frames and i > cfg.warmup + 1:  # the profiler closed frame i - 1 just now
+            # Work under way when frame i - 1 began or ended counts as in that frame.
+            self.frames.append((app.profiler.last_frame_ms, self._busy[0] or self._busy[1]))
+        self._busy = (self._busy[1], busy)
         if self._counter is not None:
             self._counter.stop()
             self.calls.append({"frame": i, "agents": len(app.agents), **self._counter.counts})
@@ -198,6 +223,7 @@ class Probe:
             "calls": self.calls,
             "traced": self.traced,
             "alone_ms": self.alone_ms,
+            "frames": self.frames,
         }
 
 

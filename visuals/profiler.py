@@ -402,6 +402,11 @@ class PerformanceProfiler:
         """Frames recorded since reset."""
         return self._frames
 
+    @property
+    def last_frame_ms(self) -> float:
+        """The wall time of the last frame closed (0.0 before any)."""
+        return self._frame.last
+
     def _ordered_sections(self) -> list[_Section]:
         return [s for s in self._sections.values() if s.calls or s.stats.n]
 
