@@ -3,6 +3,12 @@
 Ursina allows one app per process, so every run is a subprocess of ``python -m visuals`` (the
 ``calf-train`` entry point); it writes the profiler JSON and this module reads it back. Nothing
 here imports ``visuals``.
+
+By default a run is the trainer a user runs late in a run: its run folder written (in a
+temporary directory: metrics, evaluations, report figures, checkpoints, TensorBoard) and its
+state that of an hour-long run (``--probe late=1``: the replay full, 1000 episodes of history,
+trails full). ``save=False`` runs with ``--no-save`` (no folder, no evaluations) and
+``late=False`` from a nearly empty replay (``PREFILL`` random steps, so every frame learns).
 """
 
 from __future__ import annotations
@@ -32,7 +38,15 @@ RECORD_KEYS = (
     "draw_calls_per_frame",
     "rss_mb",
     "sections_ms",
+    "frame_ms_p99",
+    "frame_ms_p999",
+    "frame_ms_max",
+    "hitches_4x_median",
+    "hitches_over_50ms",
+    "fps_1pct_low",
 )
+PACING_KEYS = RECORD_KEYS[-6:]
+PREFILL = 256  # random training steps before an early run's first frame: every frame learns
 
 
 # The environment of every measured run. OPENBLAS_NUM_THREADS: numpy's BLAS threads spin against
@@ -59,6 +73,8 @@ class RunSpec:
     probe: tuple[str, ...] = ()  # further probe settings ("churn=25", "series=250", ...)
     extra: tuple[str, ...] = ()
     timeout_s: float = 600.0
+    save: bool = True  # the run folder (in the run's temporary directory), evaluations included
+    late: bool = True  # start from an hour-long run's state (else PREFILL random steps)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -69,21 +85,24 @@ class RunSpec:
             )
 
     def command(self, profile: Path, out: Path) -> list[str]:
+        """The trainer's command line; ``out`` is the run's temporary directory (its run
+        folder goes in ``out/run``)."""
         w, h = self.size
+        start = "late=1" if self.late else f"prefill={PREFILL}"
         return [
             sys.executable, "-m", "visuals",
-            "--headless", "--no-progress", "--no-save",
+            "--headless", "--no-progress",
+            *(("--out", str(out / "run")) if self.save else ("--no-save",)),
             "--preset", self.preset,
             "--agents", str(self.agents),
             "--frames", str(self.warmup + self.frames),
             "--size", f"{w}x{h}",
             "--seed", str(self.seed),
-            # Fill the replay before the first frame so every frame carries a real TD3 update.
-            "--td3.learning-starts", "256",
-            "--probe", ",".join((f"warmup={self.warmup}", "prefill=256", *self.probe)),
+            # An early run fills the replay before the first frame: every frame learns.
+            "--td3.learning-starts", str(PREFILL),
+            "--probe", ",".join((f"warmup={self.warmup}", start, *self.probe)),
             "--reference", "all" if self.mode == "reference" else "none",
             "--profile", str(profile),
-            "--out", str(out),
             *self.extra,
         ]  # fmt: skip
 
@@ -105,9 +124,17 @@ def record_from_profile(data: dict[str, Any], spec: RunSpec) -> dict[str, Any]:
         "mesh_updates_per_frame": counters.get("mesh_updates", 0.0),
         "draw_calls_per_frame": counters.get("draw_calls", 0.0),
         "rss_mb": frame["rss_mb"],
+        # Pacing over every measured frame: the tail a median hides.
+        "frame_ms_p99": frame.get("frame_ms_p99", 0.0),
+        "frame_ms_p999": frame.get("frame_ms_p999", 0.0),
+        "frame_ms_max": frame.get("frame_ms_max", 0.0),
+        "hitches_4x_median": frame.get("hitches_4x_median", 0.0),
+        "hitches_over_50ms": frame.get("hitches_over_50ms", 0.0),
+        "fps_1pct_low": frame.get("fps_1pct_low", 0.0),
         # Mean milliseconds per frame spent in each section (they add up to the update part of
         # the frame; "render" is what the frame spent outside the update).
         "sections_ms": {name: s["ms_per_frame"] for name, s in sections.items()},
+        "sections_max_ms": {name: s["max_ms"] for name, s in sections.items()},
         "series": data.get("probe", {}).get("series", []),
         # What the probe recorded frame by frame (work counts, call counts, traced memory).
         "probe": {k: v for k, v in data.get("probe", {}).items() if k != "series"},

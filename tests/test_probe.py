@@ -8,10 +8,13 @@ from visuals.probe import ProbeConfig
 
 
 def test_parse_reads_every_setting():
-    cfg = ProbeConfig.parse("warmup=60, prefill=256,churn=25,series=250,work=1,inject=policy:0.5")
-    assert cfg == ProbeConfig(
-        warmup=60, prefill=256, churn=25, series=250, work=True, inject=("policy", 0.5)
+    cfg = ProbeConfig.parse(
+        "warmup=60, prefill=256,churn=25,series=250,work=1,inject=policy:0.5,late=1,frames=1"
     )
+    assert cfg == ProbeConfig(
+        warmup=60, prefill=256, churn=25, series=250, work=True, inject=("policy", 0.5),
+        late=True, frames=True,
+    )  # fmt: skip
     assert ProbeConfig.parse("") == ProbeConfig()
 
 
