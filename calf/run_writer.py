@@ -12,6 +12,9 @@ the run's length.
   figure (1.4-2 s of matplotlib here) or a checkpoint write. A process rather than a thread: a
   figure holds the GIL for its whole drawing, and a frame waiting on the GIL is a frame late.
   The worker runs at a lower priority (``WORKER_NICE``): it takes the CPU the frame leaves.
+  The caller pickles a job (its size is the job's, not the run's) and a sender thread writes
+  the bytes to the pipe: a pipe holds 64 KiB, and a report's trajectories (~1.6 MB) would
+  otherwise block the frame until the worker, busy with the previous figure, reads them.
 
 Nothing is lost at exit: ``close`` waits for the jobs sent so far and names any it had to drop
 (a worker that died, or did not finish in time). Every file is written atomically, so a job cut
@@ -23,10 +26,12 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import queue
 import select
 import struct
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -213,6 +218,27 @@ class BackgroundWriter:
         self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         assert self._proc.stdout is not None
         os.set_blocking(self._proc.stdout.fileno(), False)
+        self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._broken = threading.Event()  # the sender found the pipe closed
+        self._sender = threading.Thread(target=self._send_loop, name="run-writer-sender")
+        self._sender.daemon = True
+        self._sender.start()
+
+    def _send_loop(self) -> None:
+        """The sender thread: write each job's bytes to the worker, then close its input."""
+        stdin = self._proc.stdin
+        assert stdin is not None
+        while (blob := self._outbox.get()) is not None:
+            try:
+                stdin.write(blob)
+                stdin.flush()
+            except (BrokenPipeError, OSError):
+                self._broken.set()
+                return
+        try:
+            stdin.close()  # the end of the jobs
+        except OSError:
+            pass
 
     # -------------------------------------------------------------- the jobs
     def restore(self, records: list[dict[str, Any]]) -> None:
@@ -231,20 +257,14 @@ class BackgroundWriter:
         self._send(("checkpoint", episode, data, progress))
 
     def _send(self, job: tuple[Any, ...]) -> None:
+        if self._fallback is None and (self._broken.is_set() or self._proc.poll() is not None):
+            self._take_over(f"the run writer exited (status {self._proc.poll()})")
         if self._fallback is not None:
             self._fallback.jobs.do(job)
             return
         blob = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
         self.sent_bytes += len(blob)
-        try:
-            stdin = self._proc.stdin
-            assert stdin is not None
-            stdin.write(_FRAME.pack(len(blob)) + blob)
-            stdin.flush()
-        except (BrokenPipeError, OSError):
-            self._take_over(f"the run writer exited (status {self._proc.poll()})")
-            self._send(job)
-            return
+        self._outbox.put(_FRAME.pack(len(blob)) + blob)
         self._pending.append(_describe(job))
 
     def _take_over(self, why: str) -> None:
@@ -289,11 +309,7 @@ class BackgroundWriter:
         if self._fallback is not None:
             return []
         proc = self._proc
-        try:
-            assert proc.stdin is not None
-            proc.stdin.close()  # the end of the jobs
-        except OSError:
-            pass
+        self._outbox.put(None)  # the sender closes the worker's input after the last job
         stdout = proc.stdout
         assert stdout is not None
         deadline = time.monotonic() + timeout_s
@@ -308,6 +324,7 @@ class BackgroundWriter:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        self._sender.join(timeout=5.0)
         self._read_acks()
         dropped = list(self._pending)
         self._pending.clear()

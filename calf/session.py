@@ -42,7 +42,7 @@ from calf.evaluation import (
     frozen_copy,
 )
 from calf.modes import Mode
-from calf.report import CriticGrid
+from calf.report import MAX_DRAWN_TRAJECTORIES, CriticGrid
 from calf.run_folder import RunFolder, RunFolderError
 from calf.run_writer import BackgroundWriter, InlineWriter, ReportParts, RunWriter
 from calf.td3 import TD3
@@ -336,7 +336,9 @@ class TrainingSession:
 
     def _report_parts(self, result: EvalResult, due: _PendingEvaluation) -> ReportParts:
         assert self.folder is not None and due.grid is not None
-        calf = result.rollouts.get("calf")
+        calf = result.rollouts["calf"]
+        drawn = slice(0, MAX_DRAWN_TRAJECTORIES)  # what the figure draws, no more
+        steps = int(calf.lengths[drawn].max()) if calf.states.size else 0
         replay = self.trainer.replay
         size = len(replay)
         rows = self._report_rng.integers(0, size, min(size, REPLAY_SAMPLE)) if size else None
@@ -345,8 +347,8 @@ class TrainingSession:
             title=f"{self.folder.path.name}: {self.cfg.train.algo}, seed {self.cfg.train.seed}, "
             f"episode {result.episode}, step {due.global_step}",
             critic=due.grid.result(),
-            trajectories=None if calf is None or not calf.states.size else calf.states,
-            trajectory_modes=None if calf is None or not calf.modes.size else calf.modes,
+            trajectories=calf.states[drawn, : steps + 1] if steps else None,
+            trajectory_modes=calf.modes[drawn, :steps] if steps else None,
             replay_sample=None if rows is None else replay.state[rows].astype(np.float64),
             replay_size=size,
             init_range=self.cfg.env.init_range,
