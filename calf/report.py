@@ -261,8 +261,11 @@ def draw_report(data: ReportData) -> Any:
 
     # Row 4: replay coverage.
     ax = cover_ax
-    if data.replay_states is not None and len(data.replay_states):
-        s = data.replay_states
+    drawn = data.replay_states
+    if drawn is not None:
+        drawn = drawn[np.isfinite(drawn).all(axis=1)]  # a padded sample: its real rows
+    if drawn is not None and len(drawn):
+        s = drawn
         share = coverage(s, data.init_range)
         span = 1.5 * data.init_range
         hist, xe, ve = np.histogram2d(

@@ -341,7 +341,13 @@ class TrainingSession:
         steps = int(calf.lengths[drawn].max()) if calf.states.size else 0
         replay = self.trainer.replay
         size = len(replay)
-        rows = self._report_rng.integers(0, size, min(size, REPLAY_SAMPLE)) if size else None
+        # REPLAY_SAMPLE rows whatever the fill (what a report hands over must not grow with the
+        # run): a random sample of a larger replay, or all of a smaller one padded with NaN
+        # (the figure's histograms skip NaN).
+        picked = self._report_rng.integers(0, max(size, 1), REPLAY_SAMPLE)
+        rows = np.where(size > REPLAY_SAMPLE, picked, np.arange(REPLAY_SAMPLE) % max(size, 1))
+        sample = replay.state[rows].astype(np.float64)
+        sample[size:] = np.nan
         return ReportParts(
             episode=result.episode,
             title=f"{self.folder.path.name}: {self.cfg.train.algo}, seed {self.cfg.train.seed}, "
@@ -349,7 +355,7 @@ class TrainingSession:
             critic=due.grid.result(),
             trajectories=calf.states[drawn, : steps + 1] if steps else None,
             trajectory_modes=calf.modes[drawn, :steps] if steps else None,
-            replay_sample=None if rows is None else replay.state[rows].astype(np.float64),
+            replay_sample=sample if size else None,
             replay_size=size,
             init_range=self.cfg.env.init_range,
             goal_radius=self.cfg.env.goal_radius,
