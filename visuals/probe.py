@@ -247,17 +247,24 @@ class PythonWork:
     executed, by the label ``label()`` returns at the time (the stage running). A per-agent loop
     shows as a count that grows with N, even one whose body calls nothing (its lines).
     Installs ``sys.setprofile`` (C calls) and ``sys.settrace`` (Python calls and lines) for the
-    current thread."""
+    current thread.
 
-    def __init__(self, label: Callable[[], str] = lambda: "") -> None:
+    ``skip``: source files whose work is not counted (nor that of the C functions they call),
+    e.g. ``threading.py``: handing an item to another thread wakes the threads waiting at that
+    moment, a number that depends on their timing, not on the caller."""
+
+    def __init__(self, label: Callable[[], str] = lambda: "", skip: tuple[str, ...] = ()) -> None:
         self.label = label
+        self.skip = skip
         self.counts: Counter[str] = Counter()
 
-    def _profile(self, _frame: Any, event: str, _arg: Any) -> None:
-        if event == "c_call":
+    def _profile(self, frame: Any, event: str, _arg: Any) -> None:
+        if event == "c_call" and not frame.f_code.co_filename.endswith(self.skip or ("\0",)):
             self.counts[self.label()] += 1
 
-    def _trace(self, _frame: Any, event: str, _arg: Any) -> Any:
+    def _trace(self, frame: Any, event: str, _arg: Any) -> Any:
+        if self.skip and frame.f_code.co_filename.endswith(self.skip):
+            return None  # neither this call nor its lines
         if event == "call" or event == "line":
             self.counts[self.label()] += 1
         return self._trace
