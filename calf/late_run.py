@@ -62,12 +62,12 @@ def synthetic_records(
     return records
 
 
-def fill_replay(session: TrainingSession, seed: int = 0) -> None:
-    """Fill the replay to its capacity: random states over the reset box's surroundings and
-    random actions, stepped by the real dynamics."""
+def fill_replay(session: TrainingSession, share: float = 1.0, seed: int = 0) -> None:
+    """Fill ``share`` of the replay's capacity: random states over the reset box's
+    surroundings and random actions, stepped by the real dynamics."""
     cfg, replay = session.cfg, session.trainer.replay
     rng = np.random.default_rng(seed)
-    n = replay.capacity
+    n = int(share * replay.capacity)
     span = 1.5 * cfg.env.init_range
     states = rng.uniform(-span, span, size=(n, 2))
     actions = rng.uniform(-cfg.env.max_action, cfg.env.max_action, size=(n, 1))
@@ -79,7 +79,7 @@ def age(session: TrainingSession, episodes: int = LATE_EPISODES, seed: int = 0) 
     """Take ``session`` (just started) to the state of a run ``episodes`` episodes long
     (module docstring)."""
     cfg = session.cfg
-    fill_replay(session, seed)
+    fill_replay(session, seed=seed)
     records = synthetic_records(episodes, cfg.train.eval_every, seed=seed)
     folder = session.folder
     if folder is not None:
