@@ -4,6 +4,8 @@ calf-perf run      one run, one record
 calf-perf compare  reference vs optimised, interleaved; table, JSON, plot, --check
 calf-perf sweep    optimised only, up to N = 1000: the scale targets
 calf-perf soak     a long optimised run with agents churning: RSS and node-count drift
+calf-perf pacing   the default trainer (run folder written, evaluations inside the run): frame
+                   pacing during episode-end work and outside it, and its limits
 calf-perf flame    a py-spy flamegraph of a headless run
 calf-perf budgets  the exact work of a frame at N = 5 and 100 against its budgets, and the
                    retained-memory slope
@@ -60,12 +62,56 @@ def _progress(record: dict[str, Any]) -> None:
 
 
 def cmd_run(a: argparse.Namespace) -> int:
-    spec = RunSpec(a.agents, frames=a.frames, warmup=a.warmup, mode=a.mode, size=a.size)
+    spec = RunSpec(
+        a.agents,
+        frames=a.frames,
+        warmup=a.warmup,
+        mode=a.mode,
+        size=a.size,
+        late=not a.early,
+        save=not a.no_save,
+    )
     record = run_once(spec)
     if a.json:
         _write_json(a.json, record)
     print(json.dumps({k: v for k, v in record.items() if k != "series"}, indent=2))
     return 0
+
+
+def cmd_pacing(a: argparse.Namespace) -> int:
+    from perf.pacing import Pacing
+
+    extra = ["--train.eval-every", str(a.eval_every)]
+    extra += ["--train.checkpoint-every", str(a.checkpoint_every)]
+    if a.max_steps:
+        extra += ["--env.max-steps", str(a.max_steps)]
+    results = []
+    for n in a.agents:
+        spec = RunSpec(
+            n,
+            frames=a.frames,
+            warmup=a.warmup,
+            size=a.size,
+            probe=("frames=1",),
+            extra=tuple(extra),
+            timeout_s=a.timeout,
+            late=not a.early,
+        )
+        print(
+            f"pacing: N={n}, {a.frames} frames (+{a.warmup} warm-up), an evaluation every "
+            f"{a.eval_every} episodes",
+            flush=True,
+        )
+        pacing = Pacing.of(n, run_once(spec)["probe"]["frames"])
+        print(pacing.table())
+        results.append(pacing)
+    checks = [c for p in results for c in p.checks()]
+    print("\nchecks:")
+    for c in checks:
+        print(f"  [{'ok ' if c['ok'] else 'FAIL'}] {c['name']}: {c['value']:.3g} ({c['limit']})")
+    if a.json:
+        _write_json(a.json, {"pacing": [p.to_json() for p in results]})
+    return 1 if a.check and not all(c["ok"] for c in checks) else 0
 
 
 def _report(a: argparse.Namespace, runs: list[dict[str, Any]], targets_fn: Any, title: str) -> int:
@@ -93,7 +139,15 @@ def _report(a: argparse.Namespace, runs: list[dict[str, Any]], targets_fn: Any, 
 def cmd_compare(a: argparse.Namespace) -> int:
     print(f"compare: N={a.agents}, {a.rounds} round(s), {a.frames} frames (+{a.warmup} warm-up)")
     runs = interleaved_runs(
-        a.agents, a.rounds, a.frames, a.warmup, a.size, on_run=_progress, extra=tuple(a.extra)
+        a.agents,
+        a.rounds,
+        a.frames,
+        a.warmup,
+        a.size,
+        on_run=_progress,
+        extra=tuple(a.extra),
+        late=not a.early,
+        save=not a.no_save,
     )
     return _report(a, runs, stage4_targets, "medians over rounds")
 
@@ -103,7 +157,15 @@ def cmd_sweep(a: argparse.Namespace) -> int:
     runs = []
     for r in range(a.rounds):
         for n in a.agents:
-            spec = RunSpec(n, frames=a.frames, warmup=a.warmup, mode="optimized", size=a.size)
+            spec = RunSpec(
+                n,
+                frames=a.frames,
+                warmup=a.warmup,
+                mode="optimized",
+                size=a.size,
+                late=not a.early,
+                save=not a.no_save,
+            )
             record = {**run_once(spec), "round": r}
             _progress(record)
             runs.append(record)
@@ -122,6 +184,8 @@ def cmd_soak(a: argparse.Namespace) -> int:
         size=a.size,
         probe=tuple(probe),
         timeout_s=a.timeout,
+        late=not a.early,
+        save=not a.no_save,
     )
     print(f"soak: N={a.agents}, {a.frames} frames, churn={'on' if a.churn else 'off'}")
     record = run_once(spec)
@@ -164,6 +228,8 @@ def cmd_budgets(a: argparse.Namespace) -> int:
             mode=a.mode,
             size=a.size,
             probe=("work=1", f"calls={max(a.frames // 4, 1)}"),
+            late=not a.early,
+            save=not a.no_save,
         )
         probe = run_once(spec)["probe"]
         rows_by_n[n], calls_by_n[n] = probe["work"], probe["calls"]
@@ -178,6 +244,8 @@ def cmd_budgets(a: argparse.Namespace) -> int:
             warmup=a.leak_warmup,
             size=a.size,
             probe=("churn=25", "tracemalloc=10"),
+            late=not a.early,
+            save=not a.no_save,
         )
         traced = run_once(spec)["probe"]["traced"]
         slope = leak_slope(traced, settle=SETTLE_FRAMES)
@@ -348,6 +416,16 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--frames", type=int, default=frames, help="measured frames per run")
         sp.add_argument("--warmup", type=int, default=warmup, help="frames before measuring")
         sp.add_argument("--size", type=_size, default=(640, 360), metavar="WxH")
+        sp.add_argument(
+            "--early",
+            action="store_true",
+            help="start from a nearly empty replay, not an hour-long run's state",
+        )
+        sp.add_argument(
+            "--no-save",
+            action="store_true",
+            help="no run folder (no evaluations, figures, checkpoints), as --no-save",
+        )
         if json:
             sp.add_argument("--json", type=Path, metavar="PATH")
 
@@ -397,6 +475,16 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("-o", "--output", type=Path, default=Path("flame.svg"))
     common(f, 600, 0, json=False)
     f.set_defaults(fn=cmd_flame)
+
+    pc = sub.add_parser("pacing", help="frame pacing of the default trainer, evaluations inside")
+    pc.add_argument("--agents", type=int, nargs="+", default=[20])
+    pc.add_argument("--eval-every", type=int, default=2, help="episodes between evaluations")
+    pc.add_argument("--checkpoint-every", type=int, default=2, help="episodes between checkpoints")
+    pc.add_argument("--max-steps", type=int, help="the training episodes' step limit (config's)")
+    pc.add_argument("--check", action="store_true", help="exit 1 if a pacing limit is broken")
+    pc.add_argument("--timeout", type=float, default=1800.0)
+    common(pc, 5000, 60)
+    pc.set_defaults(fn=cmd_pacing)
 
     b = sub.add_parser("budgets", help="the exact work of a frame against its budgets")
     b.add_argument("--agents", type=int, nargs="*", default=[5, 100], help="none: only --leak")

@@ -27,6 +27,8 @@ def interleaved_runs(
     runner: Runner = run_once,
     on_run: Callable[[dict[str, Any]], None] | None = None,
     extra: tuple[str, ...] = (),
+    late: bool = True,
+    save: bool = True,
 ) -> list[dict[str, Any]]:
     """Reference and optimised runs per N and round; which mode goes first alternates each
     round (and each N), so drift in machine load hits both modes alike."""
@@ -35,7 +37,10 @@ def interleaved_runs(
         for i, n in enumerate(agents):
             order = MODES if (r + i) % 2 == 0 else MODES[::-1]
             for mode in order:
-                spec = RunSpec(n, frames=frames, warmup=warmup, mode=mode, size=size, extra=extra)
+                spec = RunSpec(
+                    n, frames=frames, warmup=warmup, mode=mode, size=size, extra=extra,
+                    late=late, save=save,
+                )  # fmt: skip
                 record = {**runner(spec), "round": r}
                 runs.append(record)
                 if on_run is not None:
