@@ -1,12 +1,265 @@
-"""calf-perf flame: the trainer's hold protocol (``--probe hold=1``)."""
+"""calf-perf flame: collapsed stacks, per-frame profiles, the SVG renderer (plain and
+differential), and the trainer's hold protocol."""
 
 from __future__ import annotations
 
 import argparse
 import io
 import os
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from perf.flamegraph import (
+    NEUTRAL,
+    Profile,
+    Recording,
+    build_tree,
+    diff_colour,
+    drop_through,
+    fit_label,
+    function_changes,
+    layout,
+    main_thread,
+    only_in_base_notes,
+    parse_collapsed,
+    render_svg,
+    subtract,
+    thread_of,
+)
 from visuals.probe import Probe, ProbeConfig, hold
+
+ROOT = Path(__file__).resolve().parents[1]
+SVG = "{http://www.w3.org/2000/svg}"
+
+# What py-spy 0.4.3 writes with `record --format raw --idle --threads --nolineno` (abridged).
+PYSPY_RAW = """\
+thread (7211): MainThread;main (visuals/app.py);VisualTrainerApp.run (visuals/app.py);Ursina.step (ursina/main.py);ShowBase.__igLoop (direct/showbase/ShowBase.py) 315
+thread (7211): MainThread;main (visuals/app.py);VisualTrainerApp.run (visuals/app.py);Ursina.step (ursina/main.py);VisualTrainerApp.frame (visuals/app.py);VisualAgents.step (visuals/agents.py) 40
+thread (7211): MainThread;main (visuals/app.py);VisualTrainerApp.run (visuals/app.py);Ursina.step (ursina/main.py);VisualTrainerApp.frame (visuals/app.py);Probe.after_frame (visuals/probe.py);hold (visuals/probe.py) 55
+thread (7240): tqdm_monitor;Thread._bootstrap (threading.py);TMonitor.run (tqdm/_monitor.py);Event.wait (threading.py) 862
+"""  # noqa: E501
+
+
+def prof(stacks: dict[str, int], frames: int = 10, ms_per_sample: float = 5.0) -> Profile:
+    return Profile.from_samples(
+        {tuple(k.split(";")): v for k, v in stacks.items()}, frames, ms_per_sample
+    )
+
+
+def fills(svg: str) -> dict[str, tuple[int, int, int]]:
+    """Each frame's fill by its name (the first line of its tooltip)."""
+    out = {}
+    for g in ET.fromstring(svg).iter(f"{SVG}g"):
+        name = g.find(f"{SVG}title").text.splitlines()[0]
+        fill = g.find(f"{SVG}rect").get("fill")
+        out[name] = tuple(int(v) for v in re.findall(r"\d+", fill))
+    return out
+
+
+# ----------------------------------------------------------------------------- parsing
+def test_parse_collapsed_reads_stacks_and_sums_repeats():
+    text = "a;b;c 12\n\na;b 3\n<module> (t.py);busy (t.py) 4\na;b;c 1\n"
+    assert parse_collapsed(text) == {
+        ("a", "b", "c"): 13,
+        ("a", "b"): 3,
+        ("<module> (t.py)", "busy (t.py)"): 4,
+    }
+
+
+@pytest.mark.parametrize("line", ["a;b;c", "a;b x", "a;;b 3", " 3", "a;b -1"])
+def test_parse_collapsed_refuses_a_malformed_line_naming_it(line):
+    with pytest.raises(ValueError, match="line 2"):
+        parse_collapsed("ok 1\n" + line + "\n")
+
+
+def test_thread_and_process_frames_are_split_off():
+    assert thread_of(("thread (7211): MainThread", "f (a.py)")) == (
+        7211,
+        "MainThread",
+        ("f (a.py)",),
+    )
+    assert thread_of(("thread (0x1a2b)", "f (a.py)")) == (0x1A2B, None, ("f (a.py)",))
+    assert thread_of(("process 9: python -m visuals", "thread (9): MainThread", "f")) == (
+        9,
+        "MainThread",
+        ("f",),
+    )
+    assert thread_of(("f (a.py)", "g (a.py)")) == (None, None, ("f (a.py)", "g (a.py)"))
+
+
+def test_only_the_main_thread_is_kept_and_the_wait_for_go_is_dropped():
+    main, other = main_thread(parse_collapsed(PYSPY_RAW), pid=7211)
+    assert other == 862
+    assert all(not s[0].startswith("thread") for s in main)
+    kept, waiting = drop_through(main, "hold", "visuals/probe.py")
+    assert waiting == 55
+    assert sum(kept.values()) == 355
+    # no pid match: the thread named MainThread
+    by_name, _ = main_thread(parse_collapsed(PYSPY_RAW), pid=1)
+    assert by_name == main
+    # stacks that name no thread (py-spy without --threads) are all kept
+    plain = {("a", "b"): 2, ("a",): 1}
+    assert main_thread(plain, pid=5) == (plain, 0)
+
+
+# ----------------------------------------------------------------------------- profiles
+def test_profiles_are_in_ms_per_measured_frame_from_the_sampled_wall_time():
+    # 100 samples over 1 s and 10 frames: 100 ms a frame, split as the samples are.
+    r = Recording({("a", "b"): 75, ("a",): 25}, frames=10, window_ms=1000.0)
+    p = Profile.of([r])
+    assert p.total_ms == pytest.approx(100.0)
+    assert p.ms[("a", "b")] == pytest.approx(75.0)
+    # Two recordings: each sample weighs its own recording's interval; frames add up.
+    fast = Recording({("a",): 50}, frames=10, window_ms=250.0)  # py-spy kept up: 5 ms a sample
+    slow = Recording({("a",): 40}, frames=10, window_ms=400.0)  # lagged: 10 ms a sample
+    both = Profile.of([fast, slow])
+    assert both.frames == 20 and both.recordings == 2
+    assert both.total_ms == pytest.approx((250 + 400) / 20)
+    assert both.total_samples == 90
+
+
+def test_a_uniformly_slower_head_differs_by_its_extra_time_per_frame_not_by_its_length():
+    base = prof({"f;a": 60, "f;b": 40}, frames=100)
+    # head: same stacks, 600 frames instead of 100 (6x the samples) and b twice as slow.
+    head = prof({"f;a": 360, "f;b": 480}, frames=600)
+    d = subtract(head.ms, base.ms)
+    assert d[("f", "a")] == pytest.approx(0.0)
+    assert d[("f", "b")] == pytest.approx(base.ms[("f", "b")])
+
+
+def test_subtract_covers_stacks_of_either_side():
+    d = subtract({("a",): 2.0, ("b",): 1.0}, {("a",): 0.5, ("c",): 3.0})
+    assert d == {("a",): 1.5, ("b",): 1.0, ("c",): -3.0}
+
+
+def test_function_changes_rank_own_time_increases_first():
+    base = prof({"main;frame;step": 10, "main;frame;train": 50, "main;render": 40})
+    head = prof({"main;frame;step": 30, "main;frame;train": 40, "main;render": 40})
+    changes = function_changes(head, base)
+    # 5 ms a sample over 10 frames: a sample is 0.5 ms/frame
+    assert changes[0].function == "step" and changes[0].delta_ms == pytest.approx(10.0)
+    assert changes[-1].function == "train" and changes[-1].delta_ms == pytest.approx(-5.0)
+
+
+def test_the_tree_merges_stacks_and_keeps_what_only_base_had():
+    base = prof({"m;f;old": 10, "m;f": 10, "m;g": 20})
+    head = prof({"m;f;new": 30, "m;f": 10})
+    tree = build_tree(head, base)  # a sample is 0.5 ms/frame
+    m = tree.root.children["m"]
+    assert m.total == pytest.approx(20.0) and m.base_total == pytest.approx(20.0)
+    f = m.children["f"]
+    assert f.own == pytest.approx(5.0) and f.base_own == pytest.approx(5.0)
+    assert f.total == pytest.approx(20.0) and f.base_total == pytest.approx(10.0)
+    assert f.children["new"].base_total == 0.0
+    assert tree.only_in_base == {
+        ("m", "f", "old"): pytest.approx(5.0),
+        ("m", "g"): pytest.approx(10.0),
+    }
+    notes = only_in_base_notes(tree)
+    assert "2 call paths" in notes[0] and "g" in notes[1] and "old" in notes[2]
+
+
+def test_layout_places_callees_inside_their_caller():
+    tree = build_tree(prof({"m;a": 30, "m;b": 10, "m": 10, "n": 50}))
+    boxes = {b.node.name: b for b in layout(tree, 1000.0)}
+    assert boxes["all"].width == pytest.approx(1000.0)
+    assert boxes["m"].width == pytest.approx(500.0) and boxes["n"].x == pytest.approx(500.0)
+    assert (boxes["a"].x, boxes["a"].width) == (pytest.approx(0.0), pytest.approx(300.0))
+    assert (boxes["b"].x, boxes["b"].width) == (pytest.approx(300.0), pytest.approx(100.0))
+    assert boxes["a"].depth == 2
+
+
+def test_labels_are_cut_to_fit_their_rectangle():
+    assert fit_label("VisualAgents.step (visuals/agents.py)", 1000, 11) == (
+        "VisualAgents.step (visuals/agents.py)"
+    )
+    cut = fit_label("VisualAgents.step (visuals/agents.py)", 80, 11)
+    assert cut.endswith("..") and len(cut) < 15 and cut.startswith("Visual")
+    assert fit_label("anything", 15, 11) == ""
+
+
+# ----------------------------------------------------------------------------- SVG
+def test_a_plain_svg_is_well_formed_with_one_rect_and_tooltip_per_frame():
+    p = prof({"main;frame;step": 30, "main;frame;train": 50, "main;<render>": 20}, frames=10)
+    svg = render_svg(build_tree(p), "title & <more>", ["header 1"], ["a note"], frames=10)
+    root = ET.fromstring(svg)
+    groups = list(root.iter(f"{SVG}g"))
+    names = [g.find(f"{SVG}title").text.splitlines()[0] for g in groups]
+    assert sorted(names) == sorted(["all", "main", "frame", "step", "train", "<render>"])
+    assert all(len(g.findall(f"{SVG}rect")) == 1 for g in groups)
+    # the graph's rects plus the background
+    assert len(list(root.iter(f"{SVG}rect"))) == len(groups) + 1
+    step = next(g for g in groups if g.find(f"{SVG}title").text.startswith("step"))
+    tip = step.find(f"{SVG}title").text
+    # 30 samples of 100 at 5 ms a sample over 10 frames: 15 ms/frame, 30 %
+    assert "30 samples" in tip and "30.00 %" in tip and "15.0 ms/frame" in tip
+    texts = [t.text for t in root.iter(f"{SVG}text")]
+    assert "title & <more>" in texts and "header 1" in texts and "a note" in texts
+
+
+def test_a_diff_is_red_where_head_spends_more_blue_where_less_grey_where_same():
+    base = prof({"main;frame;step": 10, "main;frame;train": 50, "main;render": 40})
+    head = prof({"main;frame;step": 40, "main;frame;train": 20, "main;render": 40})
+    svg = render_svg(build_tree(head, base), "diff", diff=True, frames=10)
+    ET.fromstring(svg)
+    colour = fills(svg)
+    r, g, b = colour["step"]
+    assert r > g and r > b  # red: head spends more in step
+    r, g, b = colour["train"]
+    assert b > r and b > g  # blue: less in train
+    assert colour["render"] == NEUTRAL and colour["frame"] == NEUTRAL
+    # the larger change is the more intense
+    assert diff_colour(3.0, 3.0)[1] < diff_colour(1.0, 3.0)[1]
+
+
+def test_widths_in_a_diff_come_from_head():
+    base = prof({"m;a": 90, "m;b": 10})
+    head = prof({"m;a": 10, "m;b": 90})
+    boxes = {b.node.name: b for b in layout(build_tree(head, base), 100.0)}
+    assert boxes["b"].width == pytest.approx(90.0)
+
+
+stacks = st.dictionaries(
+    st.lists(st.sampled_from(["a", "b", "c", "d <x>", "e&f"]), min_size=1, max_size=5).map(
+        ";".join
+    ),
+    st.integers(1, 500),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(stacks, st.integers(1, 1000))
+def test_a_profile_against_itself_is_all_neutral(counts, frames):
+    p = prof(counts, frames=frames)
+    svg = render_svg(build_tree(p, p), "same", diff=True, frames=frames)
+    assert set(fills(svg).values()) == {NEUTRAL}
+    assert all(v == 0 for v in subtract(p.ms, p.ms).values())
+
+
+@settings(max_examples=60, deadline=None)
+@given(stacks, st.floats(100, 3000))
+def test_widths_add_up_to_the_total(counts, width):
+    tree = build_tree(prof(counts))
+    boxes = layout(tree, width, min_width=0.0)
+    by_node = {id(b.node): b for b in boxes}
+    assert len(boxes) == sum(1 for _ in tree.root.walk())  # one box per frame
+    assert by_node[id(tree.root)].width == pytest.approx(width)
+    scale = width / tree.root.total
+    for b in boxes:
+        children = b.node.children.values()
+        inside = sum(by_node[id(c)].width for c in children)
+        assert inside + b.node.own * scale == pytest.approx(b.width)
+        for c in children:  # callees sit on their caller
+            cb = by_node[id(c)]
+            assert b.x - 1e-6 <= cb.x and cb.x + cb.width <= b.x + b.width + 1e-6
+            assert cb.depth == b.depth + 1
 
 
 # ----------------------------------------------------------------------------- hold protocol
