@@ -1,5 +1,5 @@
 """calf-perf flame: collapsed stacks, per-frame profiles, the SVG renderer (plain and
-differential), and the trainer's hold protocol."""
+differential), the trainer's hold protocol, the command, and one real run under py-spy."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import argparse
 import io
 import os
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -14,6 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from perf import flame
+from perf.cli import build_parser
 from perf.flamegraph import (
     NEUTRAL,
     Profile,
@@ -305,3 +309,123 @@ def test_the_trainer_holds_after_the_warm_up_and_after_the_last_frame(monkeypatc
         app.frame_index = i
         quiet.after_frame(app)
     assert calls == []
+
+
+# ----------------------------------------------------------------------------- the command
+def _flame(*args: str) -> argparse.Namespace:
+    return build_parser().parse_args(["flame", *args])
+
+
+def test_help_shows_every_option_with_its_default(capsys):
+    with pytest.raises(SystemExit):
+        _flame("--help")
+    text = capsys.readouterr().out
+    for option in ("--base", "--out", "--output", "--agents", "--mode", "--frames", "--warmup"):
+        assert option in text
+    for option in ("--size", "--seed", "--rate", "--repeat", "--timeout", "--markdown"):
+        assert option in text
+    assert text.count("default") >= 13
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--warmup", "0"],
+        ["--frames", "0"],
+        ["--repeat", "0"],
+        ["--rate", "0"],
+        ["--base", "HEAD", "-o", "x.svg"],
+    ],
+)
+def test_usage_errors_exit_2(args, capsys):
+    assert flame.main(_flame(*args)) == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_alternating_order_puts_drift_on_both_sides():
+    assert flame.alternate(1) == ["base", "head"]
+    assert flame.alternate(2) == ["base", "head", "head", "base"]
+    assert flame.alternate(3).count("base") == 3
+
+
+def _measured(stacks: dict[str, int], window_ms: float) -> flame.Measured:
+    rec = Recording({tuple(k.split(";")): v for k, v in stacks.items()}, 100, window_ms)
+    return flame.Measured(rec, pid=1, other_threads=0, waiting=0, seconds=1.0)
+
+
+def test_base_head_and_diff_are_drawn_with_a_markdown_summary(tmp_path, monkeypatch):
+    """The --base flow, with the recordings faked: order, files, header, markdown."""
+    order = []
+
+    def fake_record(spec, tree, pyspy):
+        order.append(tree.label)
+        slow = 300 if tree.label == "head" else 100
+        return _measured({"m;frame;VisualAgents.step": slow, "m;frame;train": 500}, 1000.0)
+
+    monkeypatch.setattr(flame, "record", fake_record)
+    monkeypatch.setattr(flame, "holds", lambda tree: True)  # whatever HEAD is
+    monkeypatch.chdir(ROOT)
+    md = tmp_path / "summary.md"
+    md.write_text("earlier\n")
+    a = _flame("--base", "HEAD", "--out", str(tmp_path / "out"), "--markdown", str(md))
+    assert flame.run_diff(a, flame.FlameSpec(frames=100, warmup=5), "py-spy") == 0
+    assert order == ["base", "head", "head", "base"]
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["base.folded", "base.svg", "diff.svg", "head.folded", "head.svg"]
+    diff = (tmp_path / "out" / "diff.svg").read_text()
+    header = " ".join(t.text for t in ET.fromstring(diff).iter(f"{SVG}text"))
+    assert "top added ms/frame" in header and "VisualAgents.step" in header
+    assert "100 frame periods" in header and "base head head base" in header
+    r, g, b = fills(diff)["VisualAgents.step"]
+    assert r > g and r > b
+    text = md.read_text()
+    assert text.startswith("earlier\n") and "VisualAgents.step" in text
+    assert "diff.svg" in text and "head.svg" in text and "base.svg" in text
+
+
+def test_a_base_from_before_the_hold_probe_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    holds_before = flame.holds
+    assert holds_before(flame.Tree("head", ROOT, "0" * 40))
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(flame, "find_pyspy", lambda: "py-spy")
+    monkeypatch.setattr(flame, "holds", lambda tree: tree.label == "head")
+    assert flame.main(_flame("--base", "HEAD", "--out", str(tmp_path))) == 2
+    assert "predates `--probe hold=1`" in capsys.readouterr().err
+    old = tmp_path / "old"
+    (old / "visuals").mkdir(parents=True)
+    (old / "visuals" / "probe.py").write_text("    serve: bool = False\n")
+    assert not holds_before(flame.Tree("base", old, "0" * 40))
+
+
+def test_an_attach_failure_says_how_to_get_ptrace_rights():
+    err = flame._attach_error("Error: Operation not permitted (os error 1)\n", 123)
+    assert "ptrace_scope" in str(err) and "CAP_SYS_PTRACE" in str(err) and "\n" not in str(err)
+
+
+# ----------------------------------------------------------------------------- the real thing
+def test_a_real_flame_run_samples_frames_and_no_start_up(tmp_path):
+    if flame.find_pyspy() is None:
+        pytest.skip("py-spy is not installed")
+    svg = tmp_path / "flame.svg"
+    md = tmp_path / "summary.md"
+    proc = subprocess.run(
+        [
+            sys.executable, "-m", "perf", "flame", "--agents", "5", "--frames", "100",
+            "--warmup", "5", "--size", "640x360", "-o", str(svg), "--markdown", str(md),
+        ],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    if proc.returncode == 1 and "could not attach" in proc.stderr:
+        pytest.skip(f"py-spy cannot attach here: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    stacks = parse_collapsed(svg.with_suffix(".folded").read_text())
+    frames = [f for s in stacks for f in s]
+    assert "VisualTrainerApp.frame (visuals/app.py)" in frames  # the frame's work
+    assert any(f.startswith("VisualAgents.step") for f in frames)
+    for start_up in ("Probe.start", "VisualTrainerApp.__init__", "VisualTrainerApp.finish"):
+        assert not any(f.startswith(start_up) for f in frames), start_up
+    assert not any(f.startswith("hold (") for f in frames)  # the waits are dropped
+    root = ET.fromstring(svg.read_text())
+    header = " ".join(t.text or "" for t in root.iter(f"{SVG}text"))
+    assert "frames 6-105 (100 frame periods" in header
+    assert "`" in md.read_text() and str(svg) in md.read_text()
