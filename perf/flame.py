@@ -44,6 +44,7 @@ from perf.flamegraph import (
     function_changes,
     main_thread,
     only_in_base_notes,
+    own_spread,
     parse_collapsed,
     render_svg,
     top_own,
@@ -367,22 +368,36 @@ def diff_header(
     b, h = profiles["base"], profiles["head"]
     d = h.total_ms - b.total_ms
     pct = 100 * d / b.total_ms if b.total_ms else 0.0
-    added = [c for c in function_changes(h, b) if c.delta_ms > 0][:5]
+    spread = own_spread(*(recordings(measured[k]) for k in ("base", "head")))
+    added = [c for c in function_changes(h, b, spread) if c.delta_ms > 0][:5]
     return [
         f"{base.name}   vs   {head.name};   {spec.describe_run()}",
         f"{spec.describe_frames()} x {h.recordings} recording(s) per side, in the order "
         + " ".join(order),
         f"samples: base {b.total_samples}, head {h.total_samples} at {spec.rate} Hz (effective "
         f"{_hz(measured['base'] + measured['head'])} Hz); sampled frame: base {b.total_ms:.3f} "
-        f"ms, head {h.total_ms:.3f} ms ({d:+.3f} ms, {pct:+.1f} %)",
+        f"ms, head {h.total_ms:.3f} ms ({d:+.3f} ms, {pct:+.1f} %)" + _noise(spread.get("")),
         "width: head's ms/frame; colour: the change in a frame's own time, red = head spends "
         "more, blue = less, grey = the same",
         "top added ms/frame (own time, head - base):" + ("" if added else " none"),
         *(
-            f"    {c.delta_ms:+7.3f}  {c.function}  ({c.base_ms:.3f} -> {c.head_ms:.3f})"
+            f"    {c.delta_ms:+7.3f}  {c.function}  ({c.base_ms:.3f} -> {c.head_ms:.3f}"
+            + _noise(c.spread_ms if spread else None, ", ")
+            + ")"
             for c in added
         ),
     ]
+
+
+def recordings(measured: Sequence[Measured]) -> list[Recording]:
+    return [m.recording for m in measured]
+
+
+def _noise(spread: float | None, sep: str = "; ") -> str:
+    """How far two recordings of one side differed, for a reader to weigh a change by."""
+    if spread is None:
+        return ""
+    return f"{sep}recordings of one side differ by up to {spread:.3f}"
 
 
 def _cell(text: str) -> str:
@@ -393,16 +408,20 @@ def diff_markdown(
     spec: FlameSpec,
     base: Tree,
     head: Tree,
-    profiles: dict[str, Profile],
+    measured: dict[str, list[Measured]],
     files: Sequence[Path],
     k: int = 8,
 ) -> str:
-    b, h = profiles["base"], profiles["head"]
+    sides = {key: recordings(m) for key, m in measured.items()}
+    b, h = Profile.of(sides["base"]), Profile.of(sides["head"])
+    spread = own_spread(sides["base"], sides["head"])
     d = h.total_ms - b.total_ms
     pct = 100 * d / b.total_ms if b.total_ms else 0.0
-    changes = sorted(function_changes(h, b), key=lambda c: (-abs(c.delta_ms), c.function))[:k]
+    changes = function_changes(h, b, spread)
+    changes = sorted(changes, key=lambda c: (-abs(c.delta_ms), c.function))[:k]
     rows = [
-        f"| {_cell(c.function)} | {c.base_ms:.3f} | {c.head_ms:.3f} | {c.delta_ms:+.3f} |"
+        f"| {_cell(c.function)} | {c.base_ms:.3f} | {c.head_ms:.3f} | **{c.delta_ms:+.3f}** | "
+        + (f"{c.spread_ms:.3f} |" if spread else "- |")
         for c in changes
     ]
     return "\n".join(
@@ -411,15 +430,18 @@ def diff_markdown(
             "",
             f"{spec.describe()}; {h.recordings} recording(s) per side, py-spy at {spec.rate} Hz. "
             f"Sampled frame (wall time): base {b.total_ms:.3f} ms, head {h.total_ms:.3f} ms "
-            f"({d:+.3f} ms, {pct:+.1f} %).",
+            f"({d:+.3f} ms, {pct:+.1f} %)" + _noise(spread.get("")) + " ms.",
             "",
-            "| function (own time) | base ms/frame | head ms/frame | change |",
-            "|---|---|---|---|",
+            "| function (own time) | base ms/frame | head ms/frame | change | noise¹ |",
+            "|---|---|---|---|---|",
             *rows,
             "",
             "Flamegraphs: "
             + ", ".join(f"`{f}`" for f in files)
             + " (diff: widths from head; red = head spends more, blue = less).",
+            "",
+            "¹ the largest difference between two recordings of the same side: a change not "
+            "well above it may be noise.",
             "",
         ]
     )
@@ -628,11 +650,13 @@ def run_diff(a: argparse.Namespace, spec: FlameSpec, pyspy: str) -> int:
         f"frame (sampled): base {b.total_ms:.3f} ms, head {h.total_ms:.3f} ms "
         f"({h.total_ms - b.total_ms:+.3f} ms)"
     )
-    for c in sorted(function_changes(h, b), key=lambda c: -abs(c.delta_ms))[:5]:
-        print(f"  {c.delta_ms:+.3f} ms/frame  {c.function}")
+    spread = own_spread(recordings(measured["base"]), recordings(measured["head"]))
+    for c in sorted(function_changes(h, b, spread), key=lambda c: -abs(c.delta_ms))[:5]:
+        noise = _noise(c.spread_ms, "  (") + ")" if spread else ""
+        print(f"  {c.delta_ms:+.3f} ms/frame  {c.function}{noise}")
     print("flamegraphs: " + ", ".join(map(str, files)))
     if a.markdown:
-        _append(a.markdown, diff_markdown(spec, base, head, profiles, files))
+        _append(a.markdown, diff_markdown(spec, base, head, measured, files))
     return 0
 
 

@@ -190,18 +190,39 @@ class Change:
     function: str
     base_ms: float
     head_ms: float
+    spread_ms: float = 0.0  # how far two recordings of one side differ (noise); 0: unknown
 
     @property
     def delta_ms(self) -> float:
         return self.head_ms - self.base_ms
 
 
-def function_changes(head: Profile, base: Profile) -> list[Change]:
+def function_changes(
+    head: Profile, base: Profile, spread: Mapping[str, float] | None = None
+) -> list[Change]:
     """Every function's own time (self, ms per frame) in base and head, largest increase
-    first."""
-    h, b = head.self_ms(), base.self_ms()
-    changes = [Change(f, b.get(f, 0.0), h.get(f, 0.0)) for f in set(h) | set(b)]
+    first; ``spread``: each function's noise (``own_spread``)."""
+    h, b, noise = head.self_ms(), base.self_ms(), spread or {}
+    changes = [Change(f, b.get(f, 0.0), h.get(f, 0.0), noise.get(f, 0.0)) for f in set(h) | set(b)]
     return sorted(changes, key=lambda c: (-c.delta_ms, c.function))
+
+
+def own_spread(*sides: Sequence[Recording]) -> dict[str, float]:
+    """The noise of each function's own time: the largest difference in ms per frame between
+    two recordings of the same side (a side with one recording tells nothing). The key
+    ``""`` holds the same for the whole frame."""
+    spread: dict[str, float] = defaultdict(float)
+    for recordings in sides:
+        if len(recordings) < 2:
+            continue
+        per = [Profile.of([r]) for r in recordings]
+        owns = [p.self_ms() for p in per]
+        for f in set().union(*owns):
+            values = [o.get(f, 0.0) for o in owns]
+            spread[f] = max(spread[f], max(values) - min(values))
+        totals = [p.total_ms for p in per]
+        spread[""] = max(spread[""], max(totals) - min(totals))
+    return dict(spread)
 
 
 # ----------------------------------------------------------------------------- the tree

@@ -30,6 +30,7 @@ from perf.flamegraph import (
     layout,
     main_thread,
     only_in_base_notes,
+    own_spread,
     parse_collapsed,
     render_svg,
     subtract,
@@ -139,6 +140,19 @@ def test_a_uniformly_slower_head_differs_by_its_extra_time_per_frame_not_by_its_
 def test_subtract_covers_stacks_of_either_side():
     d = subtract({("a",): 2.0, ("b",): 1.0}, {("a",): 0.5, ("c",): 3.0})
     assert d == {("a",): 1.5, ("b",): 1.0, ("c",): -3.0}
+
+
+def test_the_spread_between_recordings_of_one_side_measures_the_noise():
+    def rec(a: int, b: int) -> Recording:  # 5 ms a sample, 10 frames: 0.5 ms/frame a sample
+        return Recording({("m", "a"): a, ("m", "b"): b}, 10, 5.0 * (a + b))
+
+    spread = own_spread([rec(10, 10), rec(14, 10)], [rec(20, 10), rec(20, 9)])
+    assert spread["a"] == pytest.approx(2.0) and spread["b"] == pytest.approx(0.5)
+    assert spread[""] == pytest.approx(2.0)  # the whole frame
+    assert own_spread([rec(1, 1)], [rec(2, 2)]) == {}  # one recording a side tells nothing
+    head, base = Profile.of([rec(20, 10)]), Profile.of([rec(10, 10)])
+    (a, b) = function_changes(head, base, spread)
+    assert (a.function, a.delta_ms, a.spread_ms) == ("a", pytest.approx(5.0), pytest.approx(2.0))
 
 
 def test_function_changes_rank_own_time_increases_first():
@@ -359,7 +373,7 @@ def test_base_head_and_diff_are_drawn_with_a_markdown_summary(tmp_path, monkeypa
 
     def fake_record(spec, tree, pyspy):
         order.append(tree.label)
-        slow = 300 if tree.label == "head" else 100
+        slow = 300 + 10 * len(order) if tree.label == "head" else 100
         return _measured({"m;frame;VisualAgents.step": slow, "m;frame;train": 500}, 1000.0)
 
     monkeypatch.setattr(flame, "record", fake_record)
@@ -381,6 +395,7 @@ def test_base_head_and_diff_are_drawn_with_a_markdown_summary(tmp_path, monkeypa
     text = md.read_text()
     assert text.startswith("earlier\n") and "VisualAgents.step" in text
     assert "diff.svg" in text and "head.svg" in text and "base.svg" in text
+    assert "noise" in text and "recordings of one side differ by up to" in header
 
 
 def test_a_base_from_before_the_hold_probe_is_a_usage_error(tmp_path, monkeypatch, capsys):
