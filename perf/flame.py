@@ -374,9 +374,10 @@ def diff_header(
         f"{base.name}   vs   {head.name};   {spec.describe_run()}",
         f"{spec.describe_frames()} x {h.recordings} recording(s) per side, in the order "
         + " ".join(order),
-        f"samples: base {b.total_samples}, head {h.total_samples} at {spec.rate} Hz (effective "
-        f"{_hz(measured['base'] + measured['head'])} Hz); sampled frame: base {b.total_ms:.3f} "
-        f"ms, head {h.total_ms:.3f} ms ({d:+.3f} ms, {pct:+.1f} %)" + _noise(spread.get("")),
+        f"main-thread samples: base {b.total_samples}, head {h.total_samples} at {spec.rate} Hz "
+        f"(effective {_hz(measured['base'] + measured['head'])} Hz), wall time, waits included",
+        f"sampled frame: base {b.total_ms:.3f} ms, head {h.total_ms:.3f} ms ({d:+.3f} ms, "
+        f"{pct:+.1f} %)" + _noise(spread.get("")),
         "width: head's ms/frame; colour: the change in a frame's own time, red = head spends "
         "more, blue = less, grey = the same",
         "top added ms/frame (own time, head - base):" + ("" if added else " none"),
