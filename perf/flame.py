@@ -270,7 +270,10 @@ def record(
                 warm = lines.wait_for("@warm", deadline)
                 if warm is None:
                     raise failed(f"gave no @warm within {spec.timeout_s:.0f} s")
-                pid = int(warm.split()[1])
+                try:
+                    pid = int(warm.split()[1])
+                except (IndexError, ValueError):
+                    raise failed(f"printed {warm!r} instead of '@warm PID'") from None
                 spy = subprocess.Popen(
                     [
                         pyspy, "record", "--pid", str(pid), "--format", "raw",
@@ -676,14 +679,16 @@ def main(a: argparse.Namespace) -> int:
         print(f"calf-perf flame: error: {exc}", file=sys.stderr)
         return 2
     pyspy = find_pyspy()
-    if pyspy is None:
-        print("calf-perf flame: py-spy is not installed (pip install py-spy)", file=sys.stderr)
-        return 1
     try:
+        if pyspy is None:
+            raise FlameError("py-spy is not installed (pip install py-spy)")
         return run_diff(a, spec, pyspy) if a.base else run_plain(a, spec, pyspy)
     except TreeError as exc:
-        print(f"calf-perf flame: error: {exc}", file=sys.stderr)
-        return 2
+        message, status = f"error: {exc}", 2
     except (FlameError, RunError) as exc:
-        print(f"calf-perf flame: {exc}", file=sys.stderr)
-        return 1
+        message, status = str(exc), 1
+    print(f"calf-perf flame: {message}", file=sys.stderr)
+    if a.markdown:  # the job summary says why there is no flamegraph
+        first = message.splitlines()[0] if message else "failed"
+        _append(a.markdown, f"### calf-perf flame: no flamegraph\n\n{first}\n\n")
+    return status

@@ -412,9 +412,20 @@ def test_a_base_from_before_the_hold_probe_is_a_usage_error(tmp_path, monkeypatc
     assert not holds_before(flame.Tree("base", old, "0" * 40))
 
 
-def test_an_attach_failure_says_how_to_get_ptrace_rights():
+def test_an_attach_failure_says_how_to_get_ptrace_rights(tmp_path, monkeypatch, capsys):
     err = flame._attach_error("Error: Operation not permitted (os error 1)\n", 123)
     assert "ptrace_scope" in str(err) and "CAP_SYS_PTRACE" in str(err) and "\n" not in str(err)
+
+    def refused(spec, tree, pyspy):
+        raise err
+
+    monkeypatch.setattr(flame, "record", refused)
+    monkeypatch.setattr(flame, "find_pyspy", lambda: "py-spy")
+    md = tmp_path / "summary.md"
+    assert flame.main(_flame("-o", str(tmp_path / "f.svg"), "--markdown", str(md))) == 1
+    err_text = capsys.readouterr().err
+    assert err_text.count("\n") == 1 and "could not attach" in err_text
+    assert "no flamegraph" in md.read_text() and "ptrace_scope" in md.read_text()
 
 
 # ----------------------------------------------------------------------------- the real thing
