@@ -47,6 +47,7 @@ from perf.flamegraph import (
     own_spread,
     parse_collapsed,
     render_svg,
+    stack_spread,
     top_own,
 )
 from perf.runner import MODES, RUN_ENV, RunError
@@ -381,8 +382,9 @@ def diff_header(
         f"(effective {_hz(measured['base'] + measured['head'])} Hz), wall time, waits included",
         f"sampled frame: base {b.total_ms:.3f} ms, head {h.total_ms:.3f} ms ({d:+.3f} ms, "
         f"{pct:+.1f} %)" + _noise(spread.get("")),
-        "width: head's ms/frame; colour: the change in a frame's own time, red = head spends "
-        "more, blue = less, grey = the same",
+        "width: head's ms/frame; colour: the change in a frame's own time"
+        + (" beyond its noise (recordings of one side)" if spread else "")
+        + ", red = head spends more, blue = less, grey = the same",
         "top added ms/frame (own time, head - base):" + ("" if added else " none"),
         *(
             f"    {c.delta_ms:+7.3f}  {c.function}  ({c.base_ms:.3f} -> {c.head_ms:.3f}"
@@ -638,7 +640,8 @@ def run_diff(a: argparse.Namespace, spec: FlameSpec, pyspy: str) -> int:
             )
         )
         write_folded(out / f"{label}.folded", p.samples)
-    diff_tree = build_tree(profiles["head"], profiles["base"])
+    noise = stack_spread(recordings(measured["base"]), recordings(measured["head"]))
+    diff_tree = build_tree(profiles["head"], profiles["base"], noise)
     files[2].write_text(
         render_svg(
             diff_tree,
@@ -656,8 +659,8 @@ def run_diff(a: argparse.Namespace, spec: FlameSpec, pyspy: str) -> int:
     )
     spread = own_spread(recordings(measured["base"]), recordings(measured["head"]))
     for c in sorted(function_changes(h, b, spread), key=lambda c: -abs(c.delta_ms))[:5]:
-        noise = _noise(c.spread_ms, "  (") + ")" if spread else ""
-        print(f"  {c.delta_ms:+.3f} ms/frame  {c.function}{noise}")
+        note = _noise(c.spread_ms, "  (") + ")" if spread else ""
+        print(f"  {c.delta_ms:+.3f} ms/frame  {c.function}{note}")
     print("flamegraphs: " + ", ".join(map(str, files)))
     if a.markdown:
         _append(a.markdown, diff_markdown(spec, base, head, measured, files))

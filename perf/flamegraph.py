@@ -13,7 +13,9 @@ A ``Profile`` holds a recording's stacks in milliseconds per measured frame (sam
 wall time one sample stands for, divided by the frames), so two profiles compare frame for
 frame even when one side is slower overall or was sampled over a different number of frames.
 ``render_svg`` draws a plain graph (``diff=False``) or a differential one: widths from head,
-colour from the change in each frame's own time (red: head spends more, blue: less).
+colour from the change in each frame's own time (red: head spends more, blue: less), less the
+frame's noise where several recordings of a side tell it (``stack_spread``), so a change within
+what two recordings of the same code differ by stays grey.
 """
 
 from __future__ import annotations
@@ -225,6 +227,20 @@ def own_spread(*sides: Sequence[Recording]) -> dict[str, float]:
     return dict(spread)
 
 
+def stack_spread(*sides: Sequence[Recording]) -> dict[Stack, float]:
+    """The noise of each stack's time: the largest difference in ms per frame between two
+    recordings of the same side (a side with one recording tells nothing)."""
+    spread: dict[Stack, float] = defaultdict(float)
+    for recordings in sides:
+        if len(recordings) < 2:
+            continue
+        per = [Profile.of([r]).ms for r in recordings]
+        for stack in set().union(*per):
+            values = [ms.get(stack, 0.0) for ms in per]
+            spread[stack] = max(spread[stack], max(values) - min(values))
+    return dict(spread)
+
+
 # ----------------------------------------------------------------------------- the tree
 @dataclass
 class Node:
@@ -236,11 +252,19 @@ class Node:
     samples: int = 0
     base_total: float = 0.0
     base_own: float = 0.0
+    noise: float = 0.0  # how far its own time differed between recordings of one side
     children: dict[str, Node] = field(default_factory=dict)
 
     @property
     def delta_own(self) -> float:
         return self.own - self.base_own
+
+    @property
+    def shown_delta(self) -> float:
+        """The change in own time beyond its noise (0 within it): what a diff colours."""
+        d = self.delta_own
+        beyond = max(0.0, abs(d) - self.noise)
+        return beyond if d > 0 else -beyond
 
     def child(self, name: str) -> Node:
         node = self.children.get(name)
@@ -264,7 +288,14 @@ class Tree:
     only_in_base: dict[Stack, float] = field(default_factory=dict)
 
 
-def build_tree(profile: Profile, base: Profile | None = None, root: str = "all") -> Tree:
+def build_tree(
+    profile: Profile,
+    base: Profile | None = None,
+    noise: Mapping[Stack, float] | None = None,
+    root: str = "all",
+) -> Tree:
+    """The merged tree of ``profile``; with ``base``, base's time on the same paths; with
+    ``noise`` (``stack_spread``), each frame's noise in its own time."""
     top = Node(root)
     for stack, ms in sorted(profile.ms.items()):
         n = profile.samples.get(stack, 0)
@@ -293,6 +324,15 @@ def build_tree(profile: Profile, base: Profile | None = None, root: str = "all")
         else:
             node.base_own += ms
     tree.only_in_base = dict(missing)
+    for stack, spread in (noise or {}).items():
+        node = top
+        for frame in stack:
+            found = node.children.get(frame)
+            if found is None:
+                break
+            node = found
+        else:
+            node.noise = spread
     return tree
 
 
@@ -353,9 +393,9 @@ def diff_colour(delta: float, scale: float) -> tuple[int, int, int]:
 
 
 def diff_scale(tree: Tree, floor_share: float = 0.05) -> float:
-    """The change in own time that gets the full colour: the largest one, but at least
-    ``floor_share`` of head's frame, so that sampling noise alone stays pale."""
-    biggest = max((abs(n.delta_own) for n in tree.root.walk()), default=0.0)
+    """The change in own time (beyond noise) that gets the full colour: the largest one, but
+    at least ``floor_share`` of head's frame, so that small changes alone stay pale."""
+    biggest = max((abs(n.shown_delta) for n in tree.root.walk()), default=0.0)
     return max(biggest, floor_share * tree.root.total)
 
 
@@ -389,6 +429,7 @@ def tooltip(node: Node, root: Node, diff: bool, frames: int) -> str:
         f"{node.name}\nhead {_ms(node.total)} ms/frame ({share:.2f} %, {node.samples} samples), "
         f"base {_ms(node.base_total)} ms/frame: {d:+.3f} ms/frame\n"
         f"in itself: head {_ms(node.own)}, base {_ms(node.base_own)}: {d_own:+.3f} ms/frame"
+        + (f" (noise {node.noise:.3f})" if node.noise else "")
     )
 
 
@@ -412,7 +453,8 @@ def render_svg(
 ) -> str:
     """The flamegraph as an SVG document: ``title`` and ``header`` lines above the graph (root
     at the bottom), ``notes`` below it; one ``<g>`` per frame holding its ``<title>`` tooltip, its
-    ``<rect>`` and its label. ``diff``: colour by change in own time (``base_*`` of the nodes)."""
+    ``<rect>`` and its label. ``diff``: colour by the change in own time beyond its noise
+    (``Node.shown_delta``)."""
     o = options
     graph_w = o.width - 2 * o.pad
     boxes = layout(tree, graph_w, o.min_width)
@@ -423,7 +465,7 @@ def render_svg(
     height = int(top + graph_h + 10 + line_h * len(notes) + o.pad)
     scale = diff_scale(tree) if diff else 0.0
     colour: Callable[[Node], tuple[int, int, int]] = (
-        (lambda n: diff_colour(n.delta_own, scale)) if diff else (lambda n: plain_colour(n.name))
+        (lambda n: diff_colour(n.shown_delta, scale)) if diff else (lambda n: plain_colour(n.name))
     )
     text_room = graph_w  # header and note lines are cut to the graph's width
 

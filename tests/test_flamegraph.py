@@ -33,6 +33,7 @@ from perf.flamegraph import (
     own_spread,
     parse_collapsed,
     render_svg,
+    stack_spread,
     subtract,
     thread_of,
 )
@@ -233,6 +234,23 @@ def test_a_diff_is_red_where_head_spends_more_blue_where_less_grey_where_same():
     assert colour["render"] == NEUTRAL and colour["frame"] == NEUTRAL
     # the larger change is the more intense
     assert diff_colour(3.0, 3.0)[1] < diff_colour(1.0, 3.0)[1]
+
+
+def test_a_change_within_its_noise_stays_grey():
+    def rec(step: int, render: int) -> Recording:
+        return Recording({("m", "step"): step, ("m", "render"): render}, 10, 5.0 * (step + render))
+
+    bases, heads = [rec(10, 100), rec(10, 140)], [rec(30, 90), rec(30, 110)]
+    noise = stack_spread(bases, heads)
+    assert noise[("m", "render")] == pytest.approx(20.0) and noise[("m", "step")] == 0.0
+    tree = build_tree(Profile.of(heads), Profile.of(bases), noise)
+    render = tree.root.children["m"].children["render"]
+    assert render.delta_own == pytest.approx(-10.0) and render.shown_delta == 0.0
+    colour = fills(render_svg(tree, "noisy", diff=True))
+    assert colour["render"] == NEUTRAL
+    r, g, b = colour["step"]
+    assert r > g and r > b and g < 120  # the real change gets the full colour
+    assert "noise 20.000" in render_svg(tree, "noisy", diff=True)
 
 
 def test_widths_in_a_diff_come_from_head():
