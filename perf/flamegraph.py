@@ -392,7 +392,7 @@ def diff_colour(delta: float, scale: float) -> tuple[int, int, int]:
     return r, g, b
 
 
-def diff_scale(tree: Tree, floor_share: float = 0.05) -> float:
+def diff_scale(tree: Tree, floor_share: float = 0.02) -> float:
     """The change in own time (beyond noise) that gets the full colour: the largest one, but
     at least ``floor_share`` of head's frame, so that small changes alone stay pale."""
     biggest = max((abs(n.shown_delta) for n in tree.root.walk()), default=0.0)
