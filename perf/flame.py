@@ -44,10 +44,10 @@ from perf.flamegraph import (
     function_changes,
     main_thread,
     only_in_base_notes,
-    own_spread,
+    own_noise,
     parse_collapsed,
     render_svg,
-    stack_spread,
+    stack_noise,
     top_own,
 )
 from perf.runner import MODES, RUN_ENV, RunError
@@ -372,8 +372,8 @@ def diff_header(
     b, h = profiles["base"], profiles["head"]
     d = h.total_ms - b.total_ms
     pct = 100 * d / b.total_ms if b.total_ms else 0.0
-    spread = own_spread(*(recordings(measured[k]) for k in ("base", "head")))
-    added = [c for c in function_changes(h, b, spread) if c.delta_ms > 0][:5]
+    noise = own_noise(recordings(measured["base"]), recordings(measured["head"]))
+    added = [c for c in function_changes(h, b, noise) if c.delta_ms > 0][:5]
     return [
         f"{base.name}   vs   {head.name};   {spec.describe_run()}",
         f"{spec.describe_frames()} x {h.recordings} recording(s) per side, in the order "
@@ -381,14 +381,14 @@ def diff_header(
         f"main-thread samples: base {b.total_samples}, head {h.total_samples} at {spec.rate} Hz "
         f"(effective {_hz(measured['base'] + measured['head'])} Hz), wall time, waits included",
         f"sampled frame: base {b.total_ms:.3f} ms, head {h.total_ms:.3f} ms ({d:+.3f} ms, "
-        f"{pct:+.1f} %)" + _noise(spread.get("")),
+        f"{pct:+.1f} %)" + _noise(noise.get("")),
         "width: head's ms/frame; colour: the change in a frame's own time"
-        + (" beyond its noise (recordings of one side)" if spread else "")
+        + (" beyond twice its noise" if noise else "")
         + ", red = head spends more, blue = less, grey = the same",
         "top added ms/frame (own time, head - base):" + ("" if added else " none"),
         *(
             f"    {c.delta_ms:+7.3f}  {c.function}  ({c.base_ms:.3f} -> {c.head_ms:.3f}"
-            + _noise(c.spread_ms if spread else None, ", ")
+            + _noise(c.noise_ms if noise else None, ", ")
             + ")"
             for c in added
         ),
@@ -399,11 +399,11 @@ def recordings(measured: Sequence[Measured]) -> list[Recording]:
     return [m.recording for m in measured]
 
 
-def _noise(spread: float | None, sep: str = "; ") -> str:
-    """How far two recordings of one side differed, for a reader to weigh a change by."""
-    if spread is None:
+def _noise(se: float | None, sep: str = "; ") -> str:
+    """The noise of a change, for a reader to weigh it by."""
+    if se is None:
         return ""
-    return f"{sep}recordings of one side differ by up to {spread:.3f}"
+    return f"{sep}noise ±{se:.3f}"
 
 
 def _cell(text: str) -> str:
@@ -420,14 +420,14 @@ def diff_markdown(
 ) -> str:
     sides = {key: recordings(m) for key, m in measured.items()}
     b, h = Profile.of(sides["base"]), Profile.of(sides["head"])
-    spread = own_spread(sides["base"], sides["head"])
+    noise = own_noise(sides["base"], sides["head"])
     d = h.total_ms - b.total_ms
     pct = 100 * d / b.total_ms if b.total_ms else 0.0
-    changes = function_changes(h, b, spread)
+    changes = function_changes(h, b, noise)
     changes = sorted(changes, key=lambda c: (-abs(c.delta_ms), c.function))[:k]
     rows = [
         f"| {_cell(c.function)} | {c.base_ms:.3f} | {c.head_ms:.3f} | **{c.delta_ms:+.3f}** | "
-        + (f"{c.spread_ms:.3f} |" if spread else "- |")
+        + (f"±{c.noise_ms:.3f} |" if noise else "- |")
         for c in changes
     ]
     return "\n".join(
@@ -436,7 +436,7 @@ def diff_markdown(
             "",
             f"{spec.describe()}; {h.recordings} recording(s) per side, py-spy at {spec.rate} Hz. "
             f"Sampled frame (wall time): base {b.total_ms:.3f} ms, head {h.total_ms:.3f} ms "
-            f"({d:+.3f} ms, {pct:+.1f} %)" + _noise(spread.get("")) + " ms.",
+            f"({d:+.3f} ms, {pct:+.1f} %)" + _noise(noise.get("")) + " ms.",
             "",
             "| function (own time) | base ms/frame | head ms/frame | change | noise¹ |",
             "|---|---|---|---|---|",
@@ -444,10 +444,11 @@ def diff_markdown(
             "",
             "Flamegraphs: "
             + ", ".join(f"`{f}`" for f in files)
-            + " (diff: widths from head; red = head spends more, blue = less).",
+            + " (diff: widths from head; red = head spends more, blue = less, beyond twice the "
+            "noise).",
             "",
-            "¹ the largest difference between two recordings of the same side: a change not "
-            "well above it may be noise.",
+            "¹ the standard error of the change, from how each side's recordings differ among "
+            "themselves (--repeat >= 2): a change under about twice it may be noise.",
             "",
         ]
     )
@@ -640,8 +641,11 @@ def run_diff(a: argparse.Namespace, spec: FlameSpec, pyspy: str) -> int:
             )
         )
         write_folded(out / f"{label}.folded", p.samples)
-    noise = stack_spread(recordings(measured["base"]), recordings(measured["head"]))
-    diff_tree = build_tree(profiles["head"], profiles["base"], noise)
+    diff_tree = build_tree(
+        profiles["head"],
+        profiles["base"],
+        stack_noise(recordings(measured["base"]), recordings(measured["head"])),
+    )
     files[2].write_text(
         render_svg(
             diff_tree,
@@ -657,9 +661,9 @@ def run_diff(a: argparse.Namespace, spec: FlameSpec, pyspy: str) -> int:
         f"frame (sampled): base {b.total_ms:.3f} ms, head {h.total_ms:.3f} ms "
         f"({h.total_ms - b.total_ms:+.3f} ms)"
     )
-    spread = own_spread(recordings(measured["base"]), recordings(measured["head"]))
-    for c in sorted(function_changes(h, b, spread), key=lambda c: -abs(c.delta_ms))[:5]:
-        note = _noise(c.spread_ms, "  (") + ")" if spread else ""
+    noise = own_noise(recordings(measured["base"]), recordings(measured["head"]))
+    for c in sorted(function_changes(h, b, noise), key=lambda c: -abs(c.delta_ms))[:5]:
+        note = _noise(c.noise_ms, "  (") + ")" if noise else ""
         print(f"  {c.delta_ms:+.3f} ms/frame  {c.function}{note}")
     print("flamegraphs: " + ", ".join(map(str, files)))
     if a.markdown:

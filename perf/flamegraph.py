@@ -14,17 +14,20 @@ wall time one sample stands for, divided by the frames), so two profiles compare
 frame even when one side is slower overall or was sampled over a different number of frames.
 ``render_svg`` draws a plain graph (``diff=False``) or a differential one: widths from head,
 colour from the change in each frame's own time (red: head spends more, blue: less), less the
-frame's noise where several recordings of a side tell it (``stack_spread``), so a change within
-what two recordings of the same code differ by stays grey.
+frame's noise where several recordings of a side tell it (twice ``stack_noise``, the standard
+error of the change), so a change within what recordings of the same code differ by stays
+grey.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 Stack = tuple[str, ...]
@@ -192,7 +195,7 @@ class Change:
     function: str
     base_ms: float
     head_ms: float
-    spread_ms: float = 0.0  # how far two recordings of one side differ (noise); 0: unknown
+    noise_ms: float = 0.0  # the standard error of the change (``own_noise``); 0: unknown
 
     @property
     def delta_ms(self) -> float:
@@ -200,45 +203,50 @@ class Change:
 
 
 def function_changes(
-    head: Profile, base: Profile, spread: Mapping[str, float] | None = None
+    head: Profile, base: Profile, noise: Mapping[str, float] | None = None
 ) -> list[Change]:
     """Every function's own time (self, ms per frame) in base and head, largest increase
-    first; ``spread``: each function's noise (``own_spread``)."""
-    h, b, noise = head.self_ms(), base.self_ms(), spread or {}
+    first; ``noise``: each function's (``own_noise``)."""
+    h, b, noise = head.self_ms(), base.self_ms(), noise or {}
     changes = [Change(f, b.get(f, 0.0), h.get(f, 0.0), noise.get(f, 0.0)) for f in set(h) | set(b)]
     return sorted(changes, key=lambda c: (-c.delta_ms, c.function))
 
 
-def own_spread(*sides: Sequence[Recording]) -> dict[str, float]:
-    """The noise of each function's own time: the largest difference in ms per frame between
-    two recordings of the same side (a side with one recording tells nothing). The key
-    ``""`` holds the same for the whole frame."""
-    spread: dict[str, float] = defaultdict(float)
-    for recordings in sides:
-        if len(recordings) < 2:
-            continue
-        per = [Profile.of([r]) for r in recordings]
-        owns = [p.self_ms() for p in per]
-        for f in set().union(*owns):
-            values = [o.get(f, 0.0) for o in owns]
-            spread[f] = max(spread[f], max(values) - min(values))
-        totals = [p.total_ms for p in per]
-        spread[""] = max(spread[""], max(totals) - min(totals))
-    return dict(spread)
+def _standard_error(base: list[float], head: list[float]) -> float:
+    """The standard error of mean(head) - mean(base) from the spread within each side."""
+
+    def var(v: list[float]) -> float:
+        m = sum(v) / len(v)
+        return sum((x - m) ** 2 for x in v) / (len(v) - 1)
+
+    return math.sqrt(var(base) / len(base) + var(head) / len(head))
 
 
-def stack_spread(*sides: Sequence[Recording]) -> dict[Stack, float]:
-    """The noise of each stack's time: the largest difference in ms per frame between two
-    recordings of the same side (a side with one recording tells nothing)."""
-    spread: dict[Stack, float] = defaultdict(float)
-    for recordings in sides:
-        if len(recordings) < 2:
-            continue
-        per = [Profile.of([r]).ms for r in recordings]
-        for stack in set().union(*per):
-            values = [ms.get(stack, 0.0) for ms in per]
-            spread[stack] = max(spread[stack], max(values) - min(values))
-    return dict(spread)
+def _noise_of(
+    base: Sequence[Recording],
+    head: Sequence[Recording],
+    values: Callable[[Profile], Mapping[Any, float]],
+) -> dict[Any, float]:
+    if len(base) < 2 or len(head) < 2:
+        return {}  # one recording a side tells nothing of the noise
+    b = [values(Profile.of([r])) for r in base]
+    h = [values(Profile.of([r])) for r in head]
+    keys = set().union(*b, *h)
+    return {
+        k: _standard_error([v.get(k, 0.0) for v in b], [v.get(k, 0.0) for v in h]) for k in keys
+    }
+
+
+def own_noise(base: Sequence[Recording], head: Sequence[Recording]) -> dict[str, float]:
+    """The noise of each function's change in own time (ms per frame): the standard error of
+    head - base from how each side's recordings differ among themselves; the key ``""`` holds
+    the same for the whole frame. Empty with fewer than two recordings a side."""
+    return _noise_of(base, head, lambda p: {**p.self_ms(), "": p.total_ms})
+
+
+def stack_noise(base: Sequence[Recording], head: Sequence[Recording]) -> dict[Stack, float]:
+    """``own_noise`` per stack: the noise of each frame's own time in a diff."""
+    return _noise_of(base, head, lambda p: p.ms)
 
 
 # ----------------------------------------------------------------------------- the tree
@@ -252,7 +260,7 @@ class Node:
     samples: int = 0
     base_total: float = 0.0
     base_own: float = 0.0
-    noise: float = 0.0  # how far its own time differed between recordings of one side
+    noise: float = 0.0  # the standard error of the change in its own time (``stack_noise``)
     children: dict[str, Node] = field(default_factory=dict)
 
     @property
@@ -261,9 +269,10 @@ class Node:
 
     @property
     def shown_delta(self) -> float:
-        """The change in own time beyond its noise (0 within it): what a diff colours."""
+        """The change in own time beyond twice its standard error (0 within it): what a diff
+        colours."""
         d = self.delta_own
-        beyond = max(0.0, abs(d) - self.noise)
+        beyond = max(0.0, abs(d) - 2.0 * self.noise)
         return beyond if d > 0 else -beyond
 
     def child(self, name: str) -> Node:
@@ -295,7 +304,7 @@ def build_tree(
     root: str = "all",
 ) -> Tree:
     """The merged tree of ``profile``; with ``base``, base's time on the same paths; with
-    ``noise`` (``stack_spread``), each frame's noise in its own time."""
+    ``noise`` (``stack_noise``), each frame's noise in its own time."""
     top = Node(root)
     for stack, ms in sorted(profile.ms.items()):
         n = profile.samples.get(stack, 0)
@@ -324,7 +333,7 @@ def build_tree(
         else:
             node.base_own += ms
     tree.only_in_base = dict(missing)
-    for stack, spread in (noise or {}).items():
+    for stack, se in (noise or {}).items():
         node = top
         for frame in stack:
             found = node.children.get(frame)
@@ -332,7 +341,7 @@ def build_tree(
                 break
             node = found
         else:
-            node.noise = spread
+            node.noise = se
     return tree
 
 

@@ -30,10 +30,10 @@ from perf.flamegraph import (
     layout,
     main_thread,
     only_in_base_notes,
-    own_spread,
+    own_noise,
     parse_collapsed,
     render_svg,
-    stack_spread,
+    stack_noise,
     subtract,
     thread_of,
 )
@@ -143,17 +143,19 @@ def test_subtract_covers_stacks_of_either_side():
     assert d == {("a",): 1.5, ("b",): 1.0, ("c",): -3.0}
 
 
-def test_the_spread_between_recordings_of_one_side_measures_the_noise():
+def test_the_noise_of_a_change_is_its_standard_error_from_each_sides_recordings():
     def rec(a: int, b: int) -> Recording:  # 5 ms a sample, 10 frames: 0.5 ms/frame a sample
         return Recording({("m", "a"): a, ("m", "b"): b}, 10, 5.0 * (a + b))
 
-    spread = own_spread([rec(10, 10), rec(14, 10)], [rec(20, 10), rec(20, 9)])
-    assert spread["a"] == pytest.approx(2.0) and spread["b"] == pytest.approx(0.5)
-    assert spread[""] == pytest.approx(2.0)  # the whole frame
-    assert own_spread([rec(1, 1)], [rec(2, 2)]) == {}  # one recording a side tells nothing
+    # a: base 5, 7 (variance 2), head 10, 10 (variance 0): sqrt(2/2 + 0/2) = 1
+    noise = own_noise([rec(10, 10), rec(14, 10)], [rec(20, 10), rec(20, 10)])
+    assert noise["a"] == pytest.approx(1.0) and noise["b"] == pytest.approx(0.0)
+    assert noise[""] == pytest.approx(1.0)  # the whole frame
+    assert own_noise([rec(1, 1)], [rec(2, 2), rec(2, 3)]) == {}  # one recording tells nothing
+    assert stack_noise([rec(10, 10), rec(14, 10)], [rec(20, 10)] * 2)[("m", "a")] == 1.0
     head, base = Profile.of([rec(20, 10)]), Profile.of([rec(10, 10)])
-    (a, b) = function_changes(head, base, spread)
-    assert (a.function, a.delta_ms, a.spread_ms) == ("a", pytest.approx(5.0), pytest.approx(2.0))
+    (a, b) = function_changes(head, base, noise)
+    assert (a.function, a.delta_ms, a.noise_ms) == ("a", pytest.approx(5.0), pytest.approx(1.0))
 
 
 def test_function_changes_rank_own_time_increases_first():
@@ -240,17 +242,20 @@ def test_a_change_within_its_noise_stays_grey():
     def rec(step: int, render: int) -> Recording:
         return Recording({("m", "step"): step, ("m", "render"): render}, 10, 5.0 * (step + render))
 
-    bases, heads = [rec(10, 100), rec(10, 140)], [rec(30, 90), rec(30, 110)]
-    noise = stack_spread(bases, heads)
-    assert noise[("m", "render")] == pytest.approx(20.0) and noise[("m", "step")] == 0.0
+    bases, heads = [rec(10, 100), rec(10, 140)], [rec(30, 90), rec(30, 110)]  # render -10
+    noise = stack_noise(bases, heads)  # render: base 50, 70; head 45, 55: sqrt(200/2 + 50/2)
+    assert noise[("m", "render")] == pytest.approx(125**0.5) and noise[("m", "step")] == 0.0
     tree = build_tree(Profile.of(heads), Profile.of(bases), noise)
     render = tree.root.children["m"].children["render"]
-    assert render.delta_own == pytest.approx(-10.0) and render.shown_delta == 0.0
+    assert render.delta_own == pytest.approx(-10.0) and render.shown_delta == 0.0  # 2 x 11.2
+    render.noise = 4.0
+    assert render.shown_delta == pytest.approx(-2.0)
+    render.noise = noise[("m", "render")]
     colour = fills(render_svg(tree, "noisy", diff=True))
     assert colour["render"] == NEUTRAL
     r, g, b = colour["step"]
     assert r > g and r > b and g < 120  # the real change gets the full colour
-    assert "noise 20.000" in render_svg(tree, "noisy", diff=True)
+    assert f"noise {125**0.5:.3f}" in render_svg(tree, "noisy", diff=True)
 
 
 def test_widths_in_a_diff_come_from_head():
@@ -413,7 +418,7 @@ def test_base_head_and_diff_are_drawn_with_a_markdown_summary(tmp_path, monkeypa
     text = md.read_text()
     assert text.startswith("earlier\n") and "VisualAgents.step" in text
     assert "diff.svg" in text and "head.svg" in text and "base.svg" in text
-    assert "noise" in text and "recordings of one side differ by up to" in header
+    assert "standard error" in text and "noise ±" in header
 
 
 def test_a_base_from_before_the_hold_probe_is_a_usage_error(tmp_path, monkeypatch, capsys):
