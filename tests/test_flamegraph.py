@@ -319,9 +319,13 @@ def test_hold_prints_its_line_and_waits_for_go():
 
 
 class _App:
+    """What ``Probe.after_frame`` reads of the app (its other settings off)."""
+
     def __init__(self, frames: int) -> None:
         self.frame_index = 0
         self.opts = argparse.Namespace(frames=frames)
+        self.session = argparse.Namespace(busy=False)
+        self.profiler = argparse.Namespace(last_frame_ms=0.0)
         self.resets = 0
 
     def reset_profiler(self) -> None:
