@@ -6,7 +6,7 @@ calf-perf sweep    optimised only, up to N = 1000: the scale targets
 calf-perf soak     a long optimised run with agents churning: RSS and node-count drift
 calf-perf pacing   the default trainer (run folder written, evaluations inside the run): frame
                    pacing during episode-end work and outside it, and its limits
-calf-perf flame    a py-spy flamegraph of a headless run
+calf-perf flame    py-spy flamegraphs of the measured frames; --base REF: a differential one
 calf-perf budgets  the exact work of a frame at N = 5 and 100 against its budgets, and the
                    retained-memory slope
 calf-perf selftest behaviour-preserving regressions patched into a copy of the tree, each of
@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from calf.atomic import atomic_write
+from perf import flame
 from perf.compare import (
     format_table,
     format_targets,
@@ -368,42 +366,7 @@ def cmd_ab(a: argparse.Namespace) -> int:
 
 
 def cmd_flame(a: argparse.Namespace) -> int:
-    pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    if not Path(pyspy).exists():
-        print("calf-perf flame: py-spy is not installed (pip install py-spy)", file=sys.stderr)
-        return 2
-    spec = RunSpec(a.agents, frames=a.frames, warmup=a.warmup, mode=a.mode, size=a.size)
-    with tempfile.TemporaryDirectory(prefix="calf-flame-") as tmp:
-        cmd = [
-            pyspy,
-            "record",
-            "--format",
-            "flamegraph",
-            "-o",
-            str(a.output),
-            "--rate",
-            str(a.rate),
-            "--",
-            *spec.command(Path(tmp) / "profile.json", Path(tmp)),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0 or not a.output.is_file():
-        text = (proc.stdout + proc.stderr).strip()
-        if "ptrace" in text.lower() or "permission" in text.lower():
-            print(
-                "calf-perf flame: py-spy could not attach to the process (ptrace not "
-                "permitted: run as root, or set kernel.yama.ptrace_scope=0, or give py-spy "
-                "CAP_SYS_PTRACE)",
-                file=sys.stderr,
-            )
-        else:
-            print(
-                f"calf-perf flame: py-spy failed (exit {proc.returncode}):\n{text[-2000:]}",
-                file=sys.stderr,
-            )
-        return 1
-    print(f"flamegraph: {a.output}")
-    return 0
+    return flame.main(a)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -468,12 +431,13 @@ def build_parser() -> argparse.ArgumentParser:
     common(k, 10000, 1000)
     k.set_defaults(fn=cmd_soak)
 
-    f = sub.add_parser("flame", help="py-spy flamegraph of a headless run")
-    f.add_argument("--agents", type=int, default=20)
-    f.add_argument("--mode", choices=MODES, default="optimized")
-    f.add_argument("--rate", type=int, default=200, help="samples per second")
-    f.add_argument("-o", "--output", type=Path, default=Path("flame.svg"))
-    common(f, 600, 0, json=False)
+    f = sub.add_parser(
+        "flame",
+        help="py-spy flamegraph of the measured frames; --base REF: base, head and diff",
+        description=flame.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    flame.add_arguments(f, size=_size)
     f.set_defaults(fn=cmd_flame)
 
     pc = sub.add_parser("pacing", help="frame pacing of the default trainer, evaluations inside")

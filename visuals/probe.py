@@ -27,14 +27,21 @@ perf-only knob, so the frame itself has none:
   it: what contention with the render costs);
 - ``serve=1``: instead of running to the frame limit, run blocks of frames on command (see
   ``Probe.serve``): ``calf-perf ab`` keeps base and head alive side by side and alternates
-  short blocks between them, so paired samples come seconds apart without restarts.
+  short blocks between them, so paired samples come seconds apart without restarts;
+- ``hold=1``: at the end of the warm-up frame print ``@warm PID`` on stdout and wait for a line
+  ``go`` on stdin, and again at the end of the last frame (``--frames``) print ``@measured`` and
+  wait, before the exit work: ``calf-perf flame`` samples exactly the frames in between with
+  py-spy. Before the first wait the process lets any process trace it (``PR_SET_PTRACER_ANY``,
+  Linux), so a sibling py-spy may attach under ``kernel.yama.ptrace_scope=1``.
 
 What it records goes into the profile JSON under ``"probe"``.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import sys
 import time
 import tracemalloc
@@ -45,7 +52,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-_SWITCHES = ("work", "serve", "late", "frames")  # settings that are on (1) or off (0)
+_SWITCHES = ("work", "serve", "late", "frames", "hold")  # settings that are on (1) or off (0)
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,7 @@ class ProbeConfig:
     serve: bool = False
     late: bool = False
     frames: bool = False
+    hold: bool = False
 
     @classmethod
     def parse(cls, text: str) -> ProbeConfig:
@@ -151,6 +159,12 @@ class Probe:
             meter = app.meter
             self._counter = PythonWork(lambda: meter.active or "-")
             self._counter.start()  # counts the next frame: its render, then its update
+        if cfg.hold and i in (cfg.warmup, app.opts.frames):
+            # Last in the frame, so the frames between the two waits are whole frame periods
+            # (the end of one update to the end of the next), exactly --frames - warmup of them.
+            if i == cfg.warmup:
+                allow_any_tracer()
+            hold("@measured" if i == app.opts.frames else f"@warm {os.getpid()}")
 
     def _churn(self, app: Any) -> None:
         agents, n0 = app.agents, max(app.initial_agents, 2)
@@ -225,6 +239,29 @@ class Probe:
             "alone_ms": self.alone_ms,
             "frames": self.frames,
         }
+
+
+def hold(line: str, commands: TextIO | None = None, out: TextIO | None = None) -> None:
+    """Print ``line`` and wait for a line ``go`` (or the end of the input): ``hold=1``."""
+    print(line, file=out or sys.stdout, flush=True)
+    for command in commands or sys.stdin:
+        if command.strip() == "go":
+            return
+
+
+def allow_any_tracer() -> bool:
+    """Let any process of this user ptrace this one (``prctl(PR_SET_PTRACER,
+    PR_SET_PTRACER_ANY)``): under Yama's ``ptrace_scope=1`` only ancestors may trace, and
+    py-spy, started by ``calf-perf flame`` beside this process, is none. Linux only; whether it
+    was allowed (False elsewhere, or where the kernel has no Yama: nothing to allow)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_ptracer, pr_set_ptracer_any = 0x59616D61, ctypes.c_ulong(-1)
+        return int(libc.prctl(pr_set_ptracer, pr_set_ptracer_any, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 _NOT_OURS = (
