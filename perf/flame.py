@@ -53,7 +53,6 @@ from perf.flamegraph import (
 from perf.runner import MODES, PREFILL, RUN_ENV, RunError
 from perf.trees import Tree, TreeError, repo_root, resolve, trees
 
-
 PTRACE_HINT = (
     "ptrace is not permitted: run as root, or allow tracing with "
     "`sudo sysctl kernel.yama.ptrace_scope=0` (the trainer already allows it under scope 1 "
