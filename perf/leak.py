@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
+from perf.trend import theil_sen
 
 LEAK_LIMIT_BYTES_PER_FRAME = 64.0
 SETTLE_FRAMES = 100  # just after tracing starts, objects allocated then stay (caches refill)
@@ -25,11 +25,8 @@ def leak_slope(traced: Sequence[tuple[int, int]], settle: int = 0) -> float:
         traced = [t for t in traced if t[0] >= start]
     if len(traced) < 3:
         raise ValueError(f"need at least 3 traced-memory samples, got {len(traced)}")
-    arr = np.asarray(traced, dtype=np.float64)
-    x, y = arr[:, 0], arr[:, 1]
-    i, j = np.triu_indices(len(x), k=1)
-    dx = x[j] - x[i]
-    keep = dx != 0
-    if not keep.any():
-        raise ValueError("traced-memory samples all come from one frame")
-    return float(np.median((y[j] - y[i])[keep] / dx[keep]))
+    frames, traced_bytes = zip(*traced, strict=True)
+    try:
+        return theil_sen(frames, traced_bytes)
+    except ValueError:
+        raise ValueError("traced-memory samples all come from one frame") from None
