@@ -171,7 +171,10 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
 
 def cmd_soak(a: argparse.Namespace) -> int:
-    probe = [f"series={a.sample_every}"]
+    from perf.leak import SETTLE_FRAMES, leak_slope
+    from perf.soak import frame_time_slope
+
+    probe = [f"series={a.sample_every}", "frames=1", f"tracemalloc={a.sample_every // 10 or 1}"]
     if a.churn:
         probe.append(f"churn={a.churn_every}")
     spec = RunSpec(
@@ -188,6 +191,8 @@ def cmd_soak(a: argparse.Namespace) -> int:
     print(f"soak: N={a.agents}, {a.frames} frames, churn={'on' if a.churn else 'off'}")
     record = run_once(spec)
     found = soak_findings(record["series"], a.warmup)
+    found.update(frame_time_slope([ms for ms, _ in record["probe"]["frames"]]))
+    found["leak_bytes_per_frame"] = leak_slope(record["probe"]["traced"], settle=SETTLE_FRAMES)
     targets = soak_targets(found)
     for s in record["series"]:
         print(
@@ -197,7 +202,18 @@ def cmd_soak(a: argparse.Namespace) -> int:
     print(
         f"RSS after warm-up: {found['rss_start_mb']:.1f} -> {found['rss_end_mb']:.1f} MB "
         f"({found['rss_growth_pct']:+.2f} %), trend {found['rss_drift_pct']:+.2f} %, largest "
-        f"single step {found['largest_step_mb']:+.1f} MB"
+        f"single step {found['largest_step_mb']:+.1f} MB; retained Python memory "
+        f"{found['leak_bytes_per_frame']:.1f} B/frame"
+    )
+    print(
+        f"frame time: median {found['frame_ms_median']:.2f} ms, slope "
+        f"{found['frame_slope_ms_per_10k']:+.3f} ms per 10 000 frames "
+        f"({found['frame_slope_pct_per_10k']:+.1f} % of the median)"
+    )
+    f = record
+    print(
+        f"pacing: p99 {f['frame_ms_p99']:.1f} ms, max {f['frame_ms_max']:.1f} ms, hitches "
+        f"{f['hitches_4x_median']:.0f} over 4x the median, {f['hitches_over_50ms']:.0f} over 50 ms"
     )
     print("targets:\n" + format_targets(targets))
     if a.json:

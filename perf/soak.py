@@ -1,13 +1,47 @@
-"""Soak findings: memory and scene-graph drift over a long headless run with agent churn."""
+"""Soak findings: memory, scene-graph and frame-time drift over a long headless run with agent
+churn.
+
+The frame-time slope is the Theil-Sen slope of the median frame time of each block of
+``SLOPE_BLOCK`` frames against the block's frame number, in ms per 10 000 frames: a per-frame
+cost that grows with the frames so far (a list walked every frame, a cache never trimmed) shows
+as a steady slope, while an evaluation's slices or a burst of machine load move a few blocks
+and not the median of the pairwise slopes. The limit is a share of the run's median frame.
+"""
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from perf.compare import target
+from perf.trend import theil_sen
 
 RSS_DRIFT_LIMIT_PCT = 5.0
+SLOPE_BLOCK = 100  # frames per block median
+SLOPE_PER = 10_000  # the slope's unit: ms per this many frames
+SLOPE_LIMIT_PCT = 10.0  # of the median frame, per 10 000 frames
+
+
+def frame_time_slope(frame_ms: Sequence[float]) -> dict[str, float]:
+    """The Theil-Sen slope of the block medians of ``frame_ms`` (every frame's time, in
+    order): ms per 10 000 frames, and as a share of the median frame."""
+    ms = np.asarray(frame_ms, dtype=np.float64)
+    blocks = len(ms) // SLOPE_BLOCK
+    if blocks < 3:
+        raise ValueError(f"a frame-time slope needs {3 * SLOPE_BLOCK} frames, got {len(ms)}")
+    medians = np.median(ms[: blocks * SLOPE_BLOCK].reshape(blocks, SLOPE_BLOCK), axis=1)
+    centres = (np.arange(blocks) + 0.5) * SLOPE_BLOCK
+    slope = theil_sen(centres, medians) * SLOPE_PER
+    median = float(np.median(ms))
+    return {
+        "frame_ms_median": median,
+        "frame_slope_ms_per_10k": slope,
+        "frame_slope_pct_per_10k": 100.0 * slope / median,
+        "slope_blocks": float(blocks),
+    }
 
 
 def soak_findings(series: list[dict[str, float]], warmup_frames: int) -> dict[str, Any]:
@@ -37,8 +71,18 @@ def soak_findings(series: list[dict[str, float]], warmup_frames: int) -> dict[st
 
 
 def soak_targets(found: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
+    targets = [
         target("RSS drift after warm-up (%)", found["rss_drift_pct"], "<", RSS_DRIFT_LIMIT_PCT),
         target("scene nodes max - min after warm-up", found["nodes_max"] - found["nodes_min"],
                "<=", 0),
     ]  # fmt: skip
+    if "frame_slope_pct_per_10k" in found:
+        targets.append(
+            target(
+                "frame-time slope (% of the median frame per 10 000 frames)",
+                found["frame_slope_pct_per_10k"],
+                "<",
+                SLOPE_LIMIT_PCT,
+            )
+        )
+    return targets

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from perf.compare import scale_targets, stage4_targets, summarize
-from perf.soak import soak_findings, soak_targets
+from perf.soak import frame_time_slope, soak_findings, soak_targets
 
 
 def row(fps: float, cpu: float, fwd: float, draws: float) -> dict[str, float]:
@@ -87,3 +90,20 @@ def test_soak_node_count_must_stay_flat():
     s = series([540] * 5)
     s[3]["nodes"] = 80
     assert not soak_targets(soak_findings(s, warmup_frames=0))[1]["ok"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    slope=st.floats(min_value=-2.0, max_value=2.0),
+    base=st.floats(min_value=2.0, max_value=30.0),
+    seed=st.integers(min_value=0, max_value=10_000),
+)
+def test_the_frame_time_slope_recovers_a_steady_growth_through_noise_and_spikes(
+    slope: float, base: float, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    frames = np.arange(6000)
+    ms = base + slope * frames / 10_000 + rng.normal(0.0, 0.05 * base, frames.size)
+    ms[rng.integers(0, frames.size, 40)] += 50.0 * base  # evaluations, load bursts
+    found = frame_time_slope(ms)
+    assert abs(found["frame_slope_ms_per_10k"] - slope) < 0.02 * base + 0.01
