@@ -100,7 +100,7 @@ def cmd_pacing(a: argparse.Namespace) -> int:
             f"{a.eval_every} episodes",
             flush=True,
         )
-        pacing = Pacing.of(n, run_once(spec)["probe"]["frames"])
+        pacing = Pacing.of(n, run_once(spec)["probe"])
         print(pacing.table())
         results.append(pacing)
     checks = [c for p in results for c in p.checks()]

@@ -59,17 +59,20 @@ class Pacing:
     all: PacingSplit
     during: PacingSplit
     outside: PacingSplit
+    evaluations: int  # finished inside the measured frames
 
     @classmethod
-    def of(cls, agents: int, frames: Sequence[Sequence[Any]]) -> Pacing:
-        """From the probe's ``frames`` series: ``[(ms, busy), ...]``."""
-        ms = [float(f[0]) for f in frames]
-        busy = [bool(f[1]) for f in frames]
+    def of(cls, agents: int, probe: dict[str, Any]) -> Pacing:
+        """From the probe's record: its ``frames`` series ``[(ms, busy), ...]`` and the
+        ``evaluations`` finished meanwhile."""
+        ms = [float(f[0]) for f in probe["frames"]]
+        busy = [bool(f[1]) for f in probe["frames"]]
         return cls(
             agents,
             PacingSplit.of(ms),
             PacingSplit.of([m for m, b in zip(ms, busy, strict=True) if b]),
             PacingSplit.of([m for m, b in zip(ms, busy, strict=True) if not b]),
+            int(probe.get("evaluations", 0)),
         )
 
     @property
@@ -102,10 +105,10 @@ class Pacing:
                 "ok": bool(ratio >= MIN_FPS_DURING) if ratio == ratio else False,
             },
             {
-                "name": f"frames with episode-end work N={self.agents}",
-                "value": float(self.during.frames),
-                "limit": "> 0 (an evaluation happened inside the run)",
-                "ok": self.during.frames > 0,
+                "name": f"evaluations inside the run N={self.agents}",
+                "value": float(self.evaluations),
+                "limit": ">= 1 (each with its report figure and checkpoint)",
+                "ok": self.evaluations >= 1,
             },
         ]
 
@@ -124,5 +127,6 @@ class Pacing:
             "agents": self.agents,
             **{k: getattr(self, k).__dict__ for k in ("all", "during", "outside")},
             "fps_ratio": self.fps_ratio,
+            "evaluations": self.evaluations,
             "checks": self.checks(),
         }

@@ -112,6 +112,7 @@ class Probe:
         self.traced: list[tuple[int, int]] = []  # (frame, traced Python bytes)
         self.alone_ms: list[float] = []  # training steps timed alone (ms each)
         self.frames: list[tuple[float, bool]] = []  # (frame ms, episode-end work under way)
+        self.evaluations = 0  # evaluations finished after the warm-up (with frames=1)
         # Episode-end work under way at the end of the last two frames' updates.
         self._busy = (False, False)
         self._counter: PythonWork | None = None
@@ -129,6 +130,13 @@ class Probe:
                 app.agents.step(app.stages.heights, app.meter.stage)
         if self.config.inject is not None:
             app.meter.inject(*self.config.inject)
+        if self.config.frames:
+
+            def count(_result: Any) -> None:
+                if app.frame_index > self.config.warmup:
+                    self.evaluations += 1
+
+            app.session.on_eval.append(count)
 
     def after_frame(self, app: Any) -> None:
         cfg, i = self.config, app.frame_index
@@ -238,6 +246,7 @@ class Probe:
             "traced": self.traced,
             "alone_ms": self.alone_ms,
             "frames": self.frames,
+            "evaluations": self.evaluations,
         }
 
 
