@@ -6,8 +6,10 @@ optimised app quietly taking its loop reference, a vertex buffer rewritten whole
 redundant critic query, text laid out every frame, an extra forward, a leak, a slower frame.
 Each is applied to a temporary copy of the tree (never to the working tree) and the check that
 must catch it runs there: the work budgets (``calf-perf budgets``), Python work per stage call
-(``perf/suites/test_stage_calls.py``), the leak slope, or, where timing is the only signal,
-``calf-perf ab`` and the ratio gates. The unchanged tree must pass every check.
+(``perf/suites/test_stage_calls.py``), the leak slope, the work of a step and an episode end
+early and late in a run (``perf/suites/test_growth.py``), or, where timing is the only signal,
+``calf-perf ab``, the ratio gates, the frame pacing (``calf-perf pacing``) and the soak's
+frame-time slope. The unchanged tree must pass every check.
 
 The deterministic part (counts, no timing) runs in ``make test``; the timed part on demand and
 in the scheduled workflow.
@@ -164,6 +166,40 @@ CATALOGUE: tuple[Regression, ...] = (
         "                pass\n",
         ("ab",),
     ),
+    Regression(
+        "the evaluation and report run inside the frame again", "episode end blocks the frame",
+        "visuals/app.py",
+        "            return TrainingSession.start(cfg, out=opts.out, controller=controller, "
+        "background=True)\n",
+        "            return TrainingSession.start(cfg, out=opts.out, controller=controller, "
+        "background=False)\n",
+        ("pacing",),
+    ),
+    Regression(
+        "each replay sample counts the terminal transitions", "grows with the replay's fill",
+        "calf/replay.py",
+        "        return rng.integers(0, self._size, size=batch_size)\n",
+        "        terminal = int((self.not_done[: self._size] == 0).sum())  # for the panel\n"
+        "        return rng.integers(0, self._size, size=batch_size) if terminal >= 0 else None\n",
+        ("growth",),
+    ),
+    Regression(
+        "each episode end finds the best return so far", "grows with the episode count",
+        "calf/session.py",
+        '            "sps": length / elapsed,\n',
+        '            "sps": length / elapsed,\n'
+        '            **({} if max(r for r in tr.episode_rewards) else {}),\n',
+        ("growth",),
+    ),
+    Regression(
+        "the training agent's whole path stacked every frame", "grows with the frame count",
+        "visuals/app.py",
+        "                self.last_step = step = self.session.train_step()\n",
+        "                self.last_step = step = self.session.train_step()\n"
+        '                self.__dict__.setdefault("_path", []).append(step.state)\n'
+        "                np.vstack(self._path)\n",
+        ("soak",),
+    ),
 )  # fmt: skip
 
 
@@ -191,6 +227,14 @@ CHECKS = {
                                              "--json", str(t / "selftest-budgets.json"))),
         Check("leak", True, lambda t: _py("-m", "perf", "budgets", "--agents", "--leak",
                                           "--json", str(t / "selftest-leak.json"))),
+        Check("growth", True, lambda _t: _py("-m", "pytest", "perf/suites/test_growth.py", "-q",
+                                             "-k", "same_work", "-p", "no:cacheprovider")),
+        Check("pacing", False, lambda t: _py("-m", "perf", "pacing", "--agents", "20",
+                                             "--frames", "1800", "--max-steps", "400", "--early",
+                                             "--check", "--json", str(t / "selftest-pacing.json"))),
+        Check("soak", False, lambda t: _py("-m", "perf", "soak", "--agents", "20", "--frames",
+                                           "4000", "--warmup", "300", "--check", "--json",
+                                           str(t / "selftest-soak.json"))),
         Check("ab", False, lambda t: _py("-m", "perf", "ab", "--base", "HEAD~1", "--head", "HEAD",
                                          "--quick", "--no-micro", "--json",
                                          str(t / "selftest-ab.json"))),
@@ -226,6 +270,14 @@ def _figure(check: str, tree: Path, proc: subprocess.CompletedProcess[str]) -> s
         if check == "ab":
             data = json.loads((tree / "selftest-ab.json").read_text())
             return str(data["verdict"])
+        if check == "pacing":
+            (pacing,) = json.loads((tree / "selftest-pacing.json").read_text())["pacing"]
+            return f"worst frame {pacing['all']['max_ms']:.0f} ms, FPS during/outside " + (
+                f"{pacing['fps_ratio']:.2f}"
+            )
+        if check == "soak":
+            found = json.loads((tree / "selftest-soak.json").read_text())["findings"]
+            return f"frame-time slope {found['frame_slope_pct_per_10k']:+.1f} % per 10 000 frames"
     except (OSError, ValueError, KeyError):
         pass
     lines = [
