@@ -22,7 +22,7 @@ def calf_perf(*args: str) -> subprocess.CompletedProcess[str]:
 def test_the_loop_reference_paths_break_the_budgets(tmp_path: Path) -> None:
     report = tmp_path / "budgets.json"
     proc = calf_perf(
-        "budgets", "--mode", "reference", "--agents", "5", "30", "--frames", "40",
+        "budgets", "--early", "--mode", "reference", "--agents", "5", "30", "--frames", "40",
         "--warmup", "10", "--json", str(report),
     )  # fmt: skip
     assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr[-2000:]
