@@ -1,79 +1,290 @@
-"""The micro side of ``calf-perf ab``: the pytest-benchmark suites of perf/ run in base and in
-head in the same job, every benchmark paired by name.
+"""The micro side of ``calf-perf ab``: the pytest-benchmark suites of base and head, alive side by
+side, every benchmark measured in short interleaved rounds.
 
-A micro-benchmark's rounds within one process agree to a per cent or two, but between processes
-it moves by several per cent on its own (memory layout, caches), and a run disturbed by the
-machine moves every benchmark of a suite file together: up to 50 % on identical code here. So
-each tree's suites run several times, in ABBA order (base, head, head, base per cycle), each run
-gives a benchmark one figure (the median of its rounds), and a benchmark regressed only when all
-its head runs are slower than all its base runs by a wide margin (``decide_separated``): micro
-comparisons catch gross slips (a per-agent loop multiplies a benchmark), the macro side the rest.
+Each tree's suites run in one pytest process for the whole comparison, with
+``perf/lockstep_plugin.py`` loaded: the two processes walk their benchmarks in the same (sorted)
+order and stop at each one until this driver has timed it. A round times ``k`` calls of the
+benchmark's function in one process, then in the other (the order alternating every round);
+``k`` is chosen so a timing lasts about ``SAMPLE_S``. Rounds seconds apart would see the machine
+change between them; a few milliseconds apart, they see the same machine, so a slow stretch
+falls on both and the paired per-round ratio head/base cancels it. Measured here: one process's
+rounds of a 1 ms workload drift by up to 2x over seconds, while two neighbouring 0.2 ms timings
+differ by 2 % (median absolute deviation).
+
+What the per-round ratios cannot cancel is the process itself: memory layout, the cores its
+pages and threads landed on. Two processes of the same code keep a steady offset of a few per
+cent on some benchmarks; the decision rule's ``margin`` (``perf.decision``) is that allowance.
+Both processes start with the same hash seed and without address-space randomisation (where
+``setarch -R`` exists), so identical code lays out alike.
+
+Calibration: one common benchmark, rotating with the commit pair, is also timed in the head
+process with busy work of ``threshold`` x its time added to every call, a third arm compared
+with base like head is. If the run does not call that arm a regression, it could not have seen
+a change of the threshold's size, and the micro verdicts are reported as inconclusive.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from perf.decision import Decision, DecisionRule, decide_separated
+from perf import lockstep_plugin
 from perf.runner import RUN_ENV, RunError
 from perf.trees import Tree
 
+SAMPLE_S = 0.002  # the length of one timing: many rounds, each one short
+WARMUP_ROUNDS = 2  # per side, not recorded
+EVENT_TIMEOUT_S = 600.0  # a test's set-up (fixtures, a headless app) may take a while
+PLUGIN = "calf_lockstep_plugin"
+HASH_SEED = "0"
 
-def run_suites(tree: Tree, quick: bool, timeout_s: float = 900.0) -> dict[str, list[float]]:
-    """{benchmark full name: every round's seconds} from one run of the tree's perf suites."""
-    with tempfile.TemporaryDirectory(prefix="calf-ab-micro-") as tmp:
-        out = Path(tmp) / "bench.json"
+
+@dataclass
+class BenchmarkRounds:
+    """One benchmark's paired per-call seconds, round by round (and the calibration arm's)."""
+
+    name: str
+    k: int
+    base: list[float] = field(default_factory=list)
+    head: list[float] = field(default_factory=list)
+    cal: list[float] = field(default_factory=list)
+    spin_s: float = 0.0
+
+
+@dataclass
+class MicroRun:
+    """What the micro side measured: the benchmarks both trees have, the names only one has,
+    and which benchmark carried the calibration."""
+
+    benchmarks: dict[str, BenchmarkRounds]
+    only: list[str]
+    calibrated: str | None
+    seconds: float
+
+
+class SuiteProcess:
+    """One tree's benchmark suites in a pytest process that serves their timings."""
+
+    def __init__(self, tree: Tree, quick: bool, plugin_dir: Path, log_dir: Path) -> None:
+        self.tree = tree
+        self.label = tree.label
+        to_child_r, to_child_w = os.pipe()
+        to_parent_r, to_parent_w = os.pipe()
+        env = {
+            **os.environ,
+            **RUN_ENV,
+            "PYTHONPATH": os.pathsep.join((str(tree.path), str(plugin_dir))),
+            "PYTHONHASHSEED": HASH_SEED,
+            lockstep_plugin.ENV: f"{to_child_r},{to_parent_w}",
+        }
         cmd = [
             sys.executable, "-m", "pytest", "perf", "--benchmark-only", "-q",
-            "-p", "no:cacheprovider", "--benchmark-save-data", f"--benchmark-json={out}",
-            *(["--quick"] if quick else []),
+            "-p", "no:cacheprovider", "-p", PLUGIN, *(["--quick"] if quick else []),
         ]  # fmt: skip
-        env = {**os.environ, **RUN_ENV, "PYTHONPATH": str(tree.path)}
+        if shutil.which("setarch"):  # the same layout for the same code in both processes
+            cmd = ["setarch", os.uname().machine, "-R", *cmd]
+        self.log = (log_dir / f"{tree.label}.log").open("w+")
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=tree.path,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(to_child_r, to_parent_w),
+        )
+        os.close(to_child_r)
+        os.close(to_parent_w)
+        self._commands = os.fdopen(to_child_w, "w", encoding="utf-8")
+        self._events = to_parent_r  # read by hand: a buffered reader hides lines from select
+        self._buffer = b""
+        self.collected: list[str] = self.expect("collected")["collected"]
+
+    def _fail(self, why: str) -> RunError:
+        self.proc.kill()
+        self.log.flush()
+        self.log.seek(0)
+        tail = "\n".join(self.log.read().strip().splitlines()[-15:])
+        return RunError(f"{self.label} benchmark suites: {why}\n{tail}")
+
+    def event(self, timeout_s: float = EVENT_TIMEOUT_S) -> dict[str, Any]:
+        """The next message from the suites (waiting at most ``timeout_s``)."""
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in self._buffer:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self._events], [], [], max(left, 0.0))
+            if not ready:
+                raise self._fail(f"no word from the suites in {timeout_s:.0f} s")
+            chunk = os.read(self._events, 1 << 16)
+            if not chunk:
+                raise self._fail(f"exited with status {self.proc.wait()}")
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        message: dict[str, Any] = json.loads(line)
+        return message
+
+    def expect(self, key: str) -> dict[str, Any]:
+        message = self.event()
+        if key not in message:
+            raise self._fail(f"expected {key!r}, got {message}")
+        return message
+
+    def send(self, message: dict[str, Any]) -> None:
         try:
-            proc = subprocess.run(
-                cmd, cwd=tree.path, env=env, capture_output=True, text=True, timeout=timeout_s
-            )
+            self._commands.write(json.dumps(message) + "\n")
+            self._commands.flush()
+        except BrokenPipeError:
+            raise self._fail("the suites went away") from None
+
+    def time(self, k: int, spin_s: float = 0.0) -> float:
+        """Seconds per call over ``k`` calls."""
+        self.send({"time": k, "spin_s": spin_s})
+        return float(self.expect("t")["t"]) / k
+
+    def close(self) -> None:
+        try:
+            self._commands.close()
+            os.close(self._events)
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=120)
         except subprocess.TimeoutExpired:
-            raise RunError(f"{tree.label}: benchmark suites exceeded {timeout_s:.0f} s") from None
-        if proc.returncode != 0 or not out.is_file():
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-            raise RunError(f"{tree.label}: benchmark suites exited {proc.returncode}:\n{tail}")
-        data = json.loads(out.read_text())
-    return {b["fullname"]: list(b["stats"]["data"]) for b in data["benchmarks"]}
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
 
 
-def micro_decisions(
+class _Walker:
+    """Where one process is: waiting at a benchmark, running a test, or at its end."""
+
+    def __init__(self, proc: SuiteProcess) -> None:
+        self.proc = proc
+        self.at: str | None = None  # the benchmark it waits at
+        self.call_s = 0.0
+        self.ended = False
+
+    def advance(self) -> None:
+        """Read events until it waits at a benchmark or has ended."""
+        while self.at is None and not self.ended:
+            message = self.proc.event()
+            if "ready" in message:
+                self.at, self.call_s = message["ready"], float(message["call_s"])
+            elif message.get("end"):
+                self.ended = True
+
+    def release(self) -> None:
+        """The benchmark it waits at is over."""
+        self.proc.send({"done": True})
+        self.at = None
+
+
+def measure(
     base: Tree,
     head: Tree,
-    quick: bool,
-    cycles: int = 1,
-    rule: DecisionRule | None = None,
-    on_run: Callable[[str], None] = lambda _line: None,
-) -> tuple[list[Decision], list[str]]:
-    """A decision for every benchmark both trees have, from ``cycles`` ABBA cycles of suite
-    runs; and the names only one side has."""
-    medians: dict[str, dict[str, list[float]]] = {"base": {}, "head": {}}
-    for tree in [base, head, head, base] * cycles:
-        for name, times in run_suites(tree, quick).items():
-            medians[tree.label].setdefault(name, []).append(float(np.median(times)))
-        on_run(f"  micro: {tree.name} suites done")
-    both = sorted(set(medians["base"]) & set(medians["head"]))
-    only = sorted(set(medians["base"]) ^ set(medians["head"]))
-    decisions = [
-        decide_separated(
-            f"bench {name.removeprefix('perf/')}",
-            medians["base"][name],
-            medians["head"][name],
-            rule or DecisionRule(),
-        )
-        for name in both
-    ]
-    return decisions, only
+    rounds_for: Callable[[BenchmarkRounds, int], int],
+    quick: bool = True,
+    calibrate: int | None = None,
+    threshold: float = 0.1,
+    on_line: Callable[[str], None] = lambda _line: None,
+) -> MicroRun:
+    """Time every benchmark both trees have, in lockstep. ``rounds_for(rounds, m)`` says how
+    many more rounds a benchmark gets (0: it is done), ``m`` the number of common benchmarks;
+    ``calibrate`` picks the benchmark that also gets the calibration arm (+``threshold`` of its
+    time, in head's process): the common benchmarks in order, rotated by it."""
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="calf-ab-micro-") as tmp:
+        plugin_dir = Path(tmp)
+        shutil.copy(lockstep_plugin.__file__, plugin_dir / f"{PLUGIN}.py")
+        procs = {t.label: SuiteProcess(t, quick, plugin_dir, plugin_dir) for t in (base, head)}
+        try:
+            walkers = {label: _Walker(p) for label, p in procs.items()}
+            common = set(procs["base"].collected) & set(procs["head"].collected)
+            only = sorted(set(procs["base"].collected) ^ set(procs["head"].collected))
+            ordered = sorted(common)
+            chosen = (
+                ordered[calibrate % len(ordered)] if ordered and calibrate is not None else None
+            )
+            more = lambda r: rounds_for(r, len(common))  # noqa: E731
+            done: dict[str, BenchmarkRounds] = {}
+            b, h = walkers["base"], walkers["head"]
+            while True:
+                b.advance()
+                h.advance()
+                if b.ended and h.ended:
+                    break
+                if b.at is not None and b.at == h.at:
+                    name = b.at
+                    done[name] = _compare(b, h, name, more, name == chosen, threshold)
+                    on_line(_line(done[name]))
+                    b.release()
+                    h.release()
+                    continue
+                # Different benchmarks (or one side at its end): the one that sorts first, or a
+                # name the other never collected, runs alone, untimed.
+                for w, other in ((b, h), (h, b)):
+                    if w.at is not None and (
+                        other.ended
+                        or w.at not in common
+                        or (other.at is not None and w.at < other.at)
+                    ):
+                        w.release()
+                        break
+        finally:
+            for p in procs.values():
+                p.close()
+    calibrated = chosen if chosen in done else None
+    return MicroRun(done, only, calibrated, time.perf_counter() - start)
+
+
+def _compare(
+    b: _Walker,
+    h: _Walker,
+    name: str,
+    rounds_for: Callable[[BenchmarkRounds], int],
+    calibrated: bool,
+    threshold: float,
+) -> BenchmarkRounds:
+    call_s = max(min(b.call_s, h.call_s), 1e-7)
+    k = max(1, round(SAMPLE_S / call_s))
+    rounds = BenchmarkRounds(name, k)
+    for _ in range(WARMUP_ROUNDS):
+        b.proc.time(k)
+        h.proc.time(k)
+    if calibrated:
+        rounds.spin_s = threshold * float(np.median([b.proc.time(k) for _ in range(3)]))
+    arms = [("base", b, 0.0), ("head", h, 0.0)]
+    if calibrated:
+        arms.append(("cal", h, rounds.spin_s))
+    i = 0
+    while (more := rounds_for(rounds)) > 0:
+        for _ in range(more):
+            times = {}
+            for arm, walker, spin in arms if i % 2 == 0 else arms[::-1]:
+                times[arm] = walker.proc.time(k, spin)
+            rounds.base.append(times["base"])
+            rounds.head.append(times["head"])
+            if calibrated:
+                rounds.cal.append(times["cal"])
+            i += 1
+    return rounds
+
+
+def _line(r: BenchmarkRounds) -> str:
+    ratio = float(np.median(np.asarray(r.head) / np.asarray(r.base)))
+    cal = f", calibration {np.median(np.asarray(r.cal) / np.asarray(r.base)):.2f}" if r.cal else ""
+    return (
+        f"  micro {r.name}: {len(r.base)} rounds of {r.k} call(s), base "
+        f"{np.median(r.base) * 1e6:.1f} us, head/base {ratio:.3f}{cal}"
+    )
