@@ -1,33 +1,36 @@
 """``calf-perf ab``: this change against its base commit, measured in one job, decided knowing the
 noise.
 
-Macro: for every N, three arms of the real trainer run side by side, alive in serve mode (see
-``perf.arms``): base, head, and head with a known slowdown injected (the calibration arm). A round
-runs one short block of frames in every arm, base and calibration swapping places each round
-(base, head, cal / cal, head, base), so slow drift of the machine hits every arm alike and block
-i of every arm simulates the same frames. Per round and N the metrics are the frame's p50 and
-process and main-thread CPU per frame (judged by time) and every section, judged twice: by its
-time and by its share of the frame. A section regressed only when both say so: its share alone
-also grows when another section gets faster, its time alone also grows when the whole machine
-slows down (drift is mostly common-mode). ``perf.decision`` turns paired rounds into verdicts
-(Wilcoxon signed-rank, Hodges-Lehmann, Holm across all metrics, alpha spent across looks);
-while a metric is ambiguous, more rounds run, up to ``max_looks`` looks. The exact counters of
-both trees (forward passes by stage, buffer writes by layer, wasted text layouts, draw calls)
-are compared as counts: an increase is a regression outright.
+Macro: for every N, three arms of the real trainer run side by side, alive in serve mode
+(``perf.arms``): base, head, and head with a known slowdown injected (the calibration arm). A
+round runs one short block of frames in every arm, base and calibration swapping places each
+round, so slow drift hits every arm alike and block i of every arm simulates the same frames.
+Per round and N the metrics are the frame's p50, process and main-thread CPU per frame, and
+every section judged twice: by its time and by its share of the frame. A section regressed only
+when both say so: its share alone also grows when another section gets faster, its time alone
+when the whole machine slows down.
 
-Calibration: the calibration arm must come out a regression against head on the frame metric;
-if it does not, the run could not have caught a change of the threshold's size and it says so
-("inconclusive", exit 3) instead of passing.
+Micro: the pytest-benchmark suites of both trees, alive side by side, every benchmark measured
+in short rounds in turn (``perf.micro``), with a calibration benchmark of its own.
 
-Micro: the pytest-benchmark suites of perf/ (quick sizes) in both trees, paired by name, decided
-by ``perf.micro`` (separation by a wide margin across processes) and reported with the rest.
+Both go through one decision (``perf.decision``): paired per-round log ratios, Hodges-Lehmann
+and Wilcoxon, beyond a margin for the steady offset of two processes, Holm across every metric
+of the run, more rounds while a metric is ambiguous, up to ``max_looks`` looks. The exact
+counters of both trees (forward passes by stage, buffer writes by layer, wasted text layouts,
+draw calls) are compared as counts: an increase is a regression outright.
+
+Calibration: at every N the calibration arm (``threshold`` of the frame as busy work in one
+section, rotating) must come out a regression against head by the same rule, its section's time
+and share both; and the micro calibration benchmark (``threshold`` of its time added to every
+call) against base. If one is not caught, the run could not have seen a change of that size:
+"inconclusive" (exit 3), not a pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -39,9 +42,9 @@ from perf.decision import (
     compare_paired,
     decide,
     decide_count,
-    decide_paired,
     needs_more_rounds,
 )
+from perf.micro import BenchmarkRounds, MicroRun
 from perf.trees import Tree
 
 # Sections that can take injected work (a `with` block in the frame); render cannot.
@@ -53,39 +56,93 @@ MIN_SHARE = 0.01
 COUNT_PREFIXES = ("forwards.", "uploads.", "wasted_layouts.", "vertex_bytes.")
 COUNT_NAMES = ("vis_forward_passes", "draw_calls")
 COUNT_TOLERANCE = 0.02
+# The steady offset two trainer processes of the same code keep: 2-4 % on the frame and up to
+# 6 % on a section, measured over 466 rounds of one A/A pair here (README, "The false-alarm
+# rate"); a change must clear it, not just 0.
+MACRO_MARGIN = 0.05
+# Micro-benchmarks: a regression is a change of 25 % or more (a loop put back, an extra
+# forward); two processes of the same code keep offsets of up to ~10 % on the fastest ones.
+MICRO_THRESHOLD = 0.25
+MICRO_MARGIN = 0.10
+
+Family = Literal["frame", "section", "micro"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """What a decision is about: ``family`` frame (``name`` p50, cpu/frame, main-thread
+    cpu/frame), section (``name`` the section, ``kind`` time or share) or micro (``name`` the
+    benchmark); ``agents`` for the macro families."""
+
+    family: Family
+    name: str
+    agents: int = 0
+    kind: str = ""
+
+    def __str__(self) -> str:
+        if self.family == "micro":
+            return f"bench {self.name}"
+        if self.family == "frame":
+            return f"{self.name} N={self.agents}"
+        return f"{self.name} {self.kind} N={self.agents}"
+
+    @property
+    def partner(self) -> Metric | None:
+        """A section's time for its share and the other way round; None otherwise."""
+        if self.family != "section":
+            return None
+        other = "share" if self.kind == "time" else "time"
+        return Metric("section", self.name, self.agents, other)
 
 
 @dataclass(frozen=True)
 class AbConfig:
-    agents: tuple[int, ...] = (5, 20, 100)
-    frames: int = 120  # measured frames per block
-    rounds: int = 12  # rounds per look
-    rule: DecisionRule = field(default_factory=DecisionRule)
+    agents: tuple[int, ...] = (5, 20, 100, 1000)
+    frames: int = 20  # measured frames per block
+    rounds: int = 16  # rounds per look
+    rule: DecisionRule = field(default_factory=lambda: DecisionRule(margin=MACRO_MARGIN))
+    micro_rule: DecisionRule = field(
+        default_factory=lambda: DecisionRule(threshold=MICRO_THRESHOLD, margin=MICRO_MARGIN)
+    )
+    micro_rounds: int = 20  # rounds per look of each benchmark
     calibrate: tuple[str, float] | None = None  # (section, fraction of the frame); None: rotate
     warmup: int = 60
+    late: bool = True  # an hour-long run's state, run folder written (perf.runner's default)
 
     def __post_init__(self) -> None:
         if not self.agents or min(self.agents) < 1:
             raise ValueError(f"agents must be positive, got {self.agents}")
-        if self.frames < 10 or self.rounds < 3:
-            raise ValueError("a block needs >= 10 frames and a look >= 3 rounds")
+        if self.frames < 5 or self.rounds < 3 or self.micro_rounds < 5:
+            raise ValueError("a block needs >= 5 frames, a look >= 3 rounds (micro: >= 5)")
         if self.calibrate is not None and self.calibrate[0] not in INJECTABLE:
             raise ValueError(
                 f"cannot inject work into {self.calibrate[0]!r}; choose from {INJECTABLE}"
             )
+        if (self.rule.alpha, self.rule.max_looks) != (
+            self.micro_rule.alpha,
+            self.micro_rule.max_looks,
+        ):
+            raise ValueError("macro and micro share one false-alarm budget (alpha, looks)")
 
 
 @dataclass
 class Calibration:
-    agents: int
-    section: str
-    fraction: float  # of head's frame time
-    ms: float
-    decision: Decision | None = None
+    """A known slowdown the run must catch: ``where`` a section at ``agents`` (``ms`` of busy
+    work, ``fraction`` of the frame) or a micro-benchmark (``fraction`` of its time)."""
+
+    where: str
+    fraction: float
+    agents: int = 0
+    ms: float = 0.0
+    decisions: list[Decision] = field(default_factory=list)
 
     @property
     def caught(self) -> bool:
-        return self.decision is not None and self.decision.verdict == "regression"
+        return bool(self.decisions) and all(d.verdict == "regression" for d in self.decisions)
+
+    @property
+    def micro(self) -> bool:
+        return self.agents == 0
 
 
 @dataclass
@@ -100,15 +157,19 @@ class AbResult:
     calibrations: list[Calibration]
     samples: dict[str, dict[str, list[float]]]  # metric -> {"base": [...], "head": [...]}
     skipped: list[str]  # metrics measured but not judged, and why
+    metrics: dict[str, Metric] = field(default_factory=dict)  # decision name -> what it is
+    micro_only: list[str] = field(default_factory=list)  # benchmarks on one side only
+    micro_seconds: float = 0.0
 
     def confirmed(self, d: Decision) -> bool:
         """A change that stands: for a section, its time and its share both moved that way."""
         if d.verdict not in ("regression", "improvement"):
             return False
-        partner = section_partner(d.metric)
+        metric = self.metrics.get(d.metric)
+        partner = None if metric is None else metric.partner
         if partner is None:
             return True
-        return any(p.metric == partner and p.verdict == d.verdict for p in self.decisions)
+        return any(p.metric == str(partner) and p.verdict == d.verdict for p in self.decisions)
 
     @property
     def regressions(self) -> list[Decision]:
@@ -119,35 +180,22 @@ class AbResult:
         ]
 
     @property
+    def improvements(self) -> list[Decision]:
+        return [d for d in (*self.decisions, *self.counts) if d.verdict == "improvement"]
+
+    @property
     def inconclusive(self) -> list[Calibration]:
         return [c for c in self.calibrations if not c.caught]
 
 
-def section_partner(metric: str) -> str | None:
-    """'trails time N=20' <-> 'trails share N=20'; None for other metrics."""
-    for a, b in ((" time N=", " share N="), (" share N=", " time N=")):
-        if a in metric:
-            return metric.replace(a, b)
-    return None
-
-
-def _rotation(head: Tree, base: Tree) -> int:
-    """Which injectable section the calibration starts from: fixed per commit pair, so
-    successive changes calibrate different sections."""
-    return int((head.commit or base.commit)[:8], 16) % len(INJECTABLE)
+def rotation(head: Tree, base: Tree) -> int:
+    """Where the calibration starts: fixed per commit pair, so successive changes calibrate
+    different sections and benchmarks."""
+    return int((head.commit or base.commit)[:8], 16)
 
 
 def _frame_ms(block: dict[str, Any]) -> float:
     return float(block["frame"]["frame_ms_mean"])
-
-
-def _time_metrics(block: dict[str, Any]) -> dict[str, float]:
-    frame = block["frame"]
-    return {
-        "frame p50": frame["frame_ms_p50"],
-        "cpu/frame": frame["cpu_ms_per_frame"],
-        "main-thread cpu/frame": frame.get("thread_cpu_ms_per_frame", frame["cpu_ms_per_frame"]),
-    }
 
 
 def _shares(block: dict[str, Any]) -> dict[str, float]:
@@ -163,56 +211,114 @@ def _counts(block: dict[str, Any]) -> dict[str, float]:
     }
 
 
+FRAME_METRICS = {
+    "frame p50": lambda f: f["frame_ms_p50"],
+    "cpu/frame": lambda f: f["cpu_ms_per_frame"],
+    "main-thread cpu/frame": lambda f: f.get("thread_cpu_ms_per_frame", f["cpu_ms_per_frame"]),
+}
+
+
 class _Series:
     """Per-round blocks of one N: base, head and calibration."""
 
-    def __init__(self) -> None:
+    def __init__(self, agents: int) -> None:
+        self.agents = agents
         self.blocks: dict[str, list[dict[str, Any]]] = {"base": [], "head": [], "cal": []}
 
-    def paired(self, a: str, b: str, sections: list[str]) -> dict[str, tuple[list, list]]:
-        """Per-round samples of arm ``a`` against arm ``b``: the frame's time metrics, and each
-        named section's time and share."""
-        out: dict[str, tuple[list, list]] = {}
+    def paired(self, a: str, b: str, sections: Sequence[str]) -> dict[Metric, tuple[list, list]]:
+        """Per-round samples of arm ``a`` against arm ``b``: the frame's metrics and each named
+        section's time and share."""
         xa, xb = self.blocks[a], self.blocks[b]
-        ta, tb = [_time_metrics(x) for x in xa], [_time_metrics(x) for x in xb]
-        for metric in ta[0]:
-            out[metric] = ([t[metric] for t in ta], [t[metric] for t in tb])
+        out: dict[Metric, tuple[list, list]] = {}
+        for name, read in FRAME_METRICS.items():
+            out[Metric("frame", name, self.agents)] = (
+                [read(x["frame"]) for x in xa],
+                [read(x["frame"]) for x in xb],
+            )
         sa, sb = [_shares(x) for x in xa], [_shares(x) for x in xb]
         for name in sections:
-            out[f"{name} time"] = (
-                [x["sections"].get(name, {}).get("ms_per_frame", 0.0) for x in xa],
-                [x["sections"].get(name, {}).get("ms_per_frame", 0.0) for x in xb],
+            time = [[x["sections"].get(name, {}).get("ms_per_frame", 0.0) for x in xs]
+                    for xs in (xa, xb)]  # fmt: skip
+            out[Metric("section", name, self.agents, "time")] = (time[0], time[1])
+            out[Metric("section", name, self.agents, "share")] = (
+                [s.get(name, 0.0) for s in sa],
+                [s.get(name, 0.0) for s in sb],
             )
-            out[f"{name} share"] = ([s.get(name, 0.0) for s in sa], [s.get(name, 0.0) for s in sb])
         return out
+
+
+def micro_comparisons(
+    run: MicroRun, rule: DecisionRule
+) -> tuple[list[Comparison], Comparison | None]:
+    """The micro-benchmarks' comparisons (head against base), and the calibration arm's
+    (head with its known slowdown against base), if one ran."""
+    comparisons = [
+        compare_paired(str(Metric("micro", name)), r.base, r.head, rule)
+        for name, r in sorted(run.benchmarks.items())
+    ]
+    cal = None
+    if run.calibrated is not None:
+        r = run.benchmarks[run.calibrated]
+        cal = compare_paired(f"calibration {run.calibrated}", r.base, r.cal, rule)
+    return comparisons, cal
+
+
+def micro_rounds_for(rule: DecisionRule, per_look: int) -> Callable[[BenchmarkRounds, int], int]:
+    """How many more rounds a benchmark gets: a look's worth while it is ambiguous at the
+    level it would be judged at (Bonferroni over the ``m`` benchmarks: a screen; the verdict
+    itself is Holm's, over every metric of the run), until the last look."""
+
+    def more(rounds: BenchmarkRounds, m: int) -> int:
+        n = len(rounds.base)
+        if n == 0:
+            return per_look
+        look = n // per_look
+        if look >= rule.max_looks:
+            return 0
+        arms = [rounds.head] + ([rounds.cal] if rounds.cal else [])
+        for arm in arms:
+            c = compare_paired(rounds.name, rounds.base, arm, rule)
+            alpha = rule.alpha_at(look) / max(m, 1)
+            low, high = c.lower(alpha), c.upper(alpha)
+            band, margin = np.log1p(rule.threshold), np.log1p(rule.margin)
+            decided = low > margin or high < -margin or (-band < low and high < band)
+            if not decided:
+                return per_look
+        return 0
+
+    return more
 
 
 def run_ab(
     base: Tree,
     head: Tree,
     cfg: AbConfig,
-    micro: Sequence[Decision] = (),
+    micro: MicroRun | None = None,
     on_round: Callable[[str], None] = lambda _line: None,
 ) -> AbResult:
-    """Measure base, head and the calibration arm at every N and decide; the ``micro``
-    decisions (made already) join the result (module docstring)."""
+    """Measure base, head and the calibration arm at every N and decide, with the micro
+    side's measurements (made already) in the same decision (module docstring)."""
     serve = base.serves() and head.serves()
+    late = cfg.late and base.ages() and head.ages()
     arm_type: Callable[[Tree, ArmSpec, str], Arm] = ServeArm if serve else RunArm
-    series = {n: _Series() for n in cfg.agents}
+    series = {n: _Series(n) for n in cfg.agents}
     arms: list[dict[str, Arm]] = []
+    micro_cmp, micro_cal = micro_comparisons(micro, cfg.micro_rule) if micro else ([], None)
     try:
         calibrations = []
         for i, n in enumerate(cfg.agents):
-            spec = ArmSpec(n, warmup=cfg.warmup)
-            arms.append(
-                {label: arm_type(tree, spec, label) for label, tree in _arms_of(base, head)}
-            )
+            spec = ArmSpec(n, warmup=cfg.warmup, late=late)
+            arms.append({label: arm_type(tree, spec, label) for label, tree in _arms(base, head)})
             pilot = _frame_ms(arms[-1]["head"].block(cfg.frames))
-            cal = _calibration(cfg, n, pilot, (_rotation(head, base) + i) % len(INJECTABLE))
-            calibrations.append(cal)
+            section, fraction = cfg.calibrate or (
+                INJECTABLE[(rotation(head, base) + i) % len(INJECTABLE)],
+                cfg.rule.threshold,
+            )
+            calibrations.append(Calibration(section, fraction, n, fraction * pilot))
             on_round(
-                f"N={n}: arms ready ({'serve mode' if serve else 'one process per block'}); "
-                f"calibration: +{cal.fraction:.0%} of the frame ({cal.ms:.2f} ms) in {cal.section}"
+                f"N={n}: arms ready ({'serve mode' if serve else 'one process per block'}, "
+                f"{'late' if late else 'early'} run state); calibration: +{fraction:.0%} of the "
+                f"frame ({fraction * pilot:.2f} ms) in {section}"
             )
         rounds = look = 0
         sections: dict[int, list[str]] = {}
@@ -223,18 +329,21 @@ def run_ab(
                 for cal, by_arm in zip(calibrations, arms, strict=True):
                     blocks = series[cal.agents].blocks
                     for label in order:
-                        inject = (cal.section, cal.ms) if label == "cal" else None
+                        inject = (cal.where, cal.ms) if label == "cal" else None
                         blocks[label].append(by_arm[label].block(cfg.frames, inject))
                 rounds += 1
                 on_round(_round_line(rounds, series))
             for n in cfg.agents:
                 sections.setdefault(n, _judged_sections(series[n]))
-            macro = compare_paired_samples(_samples(series, sections, "base", "head"))
-            decisions = decide(macro, cfg.rule, look)
+            metrics = _samples(series, sections, "base", "head")
+            macro = [compare_paired(str(m), b, h, cfg.rule) for m, (b, h) in metrics.items()]
+            decisions = decide([*macro, *micro_cmp], look)
             for cal in calibrations:
-                frame = series[cal.agents].paired("head", "cal", [])["frame p50"]
-                (cal.decision,) = decide_paired(
-                    {f"frame p50 N={cal.agents}": frame}, cfg.rule, look
+                s = series[cal.agents]
+                pairs = s.paired("head", "cal", [cal.where])
+                judged = [m for m in pairs if m.family == "section"]
+                cal.decisions = decide(
+                    [compare_paired(str(m), *pairs[m], cfg.rule) for m in judged], look
                 )
             more = needs_more_rounds(decisions, look, cfg.rule) or (
                 look < cfg.rule.max_looks and any(not c.caught for c in calibrations)
@@ -245,6 +354,14 @@ def run_ab(
         for by_arm in arms:
             for arm in by_arm.values():
                 arm.close()
+    if micro_cal is not None and micro is not None and micro.calibrated is not None:
+        calibrations.append(
+            Calibration(
+                f"benchmark {micro.calibrated}",
+                cfg.micro_rule.threshold,
+                decisions=decide([micro_cal], look),
+            )
+        )
     samples = _samples(series, sections, "base", "head")
     skipped = [
         f"{name} N={n}: under {MIN_SHARE:.0%} of the frame"
@@ -252,27 +369,36 @@ def run_ab(
         for name in sorted(series[n].blocks["head"][0]["sections"])
         if name not in sections[n]
     ]
+    ids = {str(m): m for m in samples}
+    if micro is not None:
+        ids.update({str(Metric("micro", name)): Metric("micro", name) for name in micro.benchmarks})
+        samples_micro = {
+            str(Metric("micro", name)): (r.base, r.head) for name, r in micro.benchmarks.items()
+        }
+    else:
+        samples_micro = {}
     return AbResult(
         base=base,
         head=head,
         mode="serve" if serve else "runs",
         looks=look,
         rounds=rounds,
-        decisions=[*decisions, *micro],
+        decisions=decisions,
         counts=_count_decisions(series, look),
         calibrations=calibrations,
-        samples={k: {"base": list(v[0]), "head": list(v[1])} for k, v in samples.items()},
+        samples={
+            str(k): {"base": list(v[0]), "head": list(v[1])}
+            for k, v in [*samples.items(), *samples_micro.items()]
+        },
         skipped=skipped,
+        metrics=ids,
+        micro_only=[] if micro is None else micro.only,
+        micro_seconds=0.0 if micro is None else micro.seconds,
     )
 
 
-def _arms_of(base: Tree, head: Tree) -> tuple[tuple[str, Tree], ...]:
+def _arms(base: Tree, head: Tree) -> tuple[tuple[str, Tree], ...]:
     return (("base", base), ("head", head), ("cal", head))
-
-
-def _calibration(cfg: AbConfig, agents: int, frame_ms: float, rotation: int) -> Calibration:
-    section, fraction = cfg.calibrate or (INJECTABLE[rotation], cfg.rule.threshold)
-    return Calibration(agents, section, fraction, fraction * frame_ms)
 
 
 def _judged_sections(series: _Series) -> list[str]:
@@ -281,18 +407,12 @@ def _judged_sections(series: _Series) -> list[str]:
     return sorted(name for name in shares[0] if min(s.get(name, 0.0) for s in shares) >= MIN_SHARE)
 
 
-def compare_paired_samples(samples: dict[str, tuple[list, list]]) -> list[Comparison]:
-    """The paired comparison of every metric."""
-    return [compare_paired(name, b, h) for name, (b, h) in samples.items()]
-
-
 def _samples(
     series: dict[int, _Series], sections: dict[int, list[str]], a: str, b: str
-) -> dict[str, tuple[list, list]]:
-    out: dict[str, tuple[list, list]] = {}
+) -> dict[Metric, tuple[list, list]]:
+    out: dict[Metric, tuple[list, list]] = {}
     for n, s in series.items():
-        for metric, pair in s.paired(a, b, sections[n]).items():
-            out[f"{metric} N={n}"] = pair
+        out.update(s.paired(a, b, sections[n]))
     return out
 
 

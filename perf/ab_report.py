@@ -8,13 +8,19 @@ import math
 import statistics
 from typing import Any
 
-from perf.ab import AbResult
-from perf.decision import Decision, DecisionRule
+from perf.ab import AbConfig, AbResult, Calibration
+from perf.decision import Decision
 
 _MARK = {"regression": "REGRESSION", "improvement": "improved", "unchanged": "ok"}
 
 
-def verdict_line(result: AbResult, rule: DecisionRule) -> str:
+def _where(c: Calibration) -> str:
+    if c.micro:
+        return f"+{c.fraction:.0%} of {c.where.removeprefix('benchmark ')}"
+    return f"+{c.fraction:.0%} of the frame in {c.where} at N={c.agents}"
+
+
+def verdict_line(result: AbResult, cfg: AbConfig) -> str:
     """The one-line outcome; its first word says which of the exit statuses it is."""
     if result.regressions:
         names = ", ".join(d.metric for d in result.regressions[:6])
@@ -23,13 +29,14 @@ def verdict_line(result: AbResult, rule: DecisionRule) -> str:
     if result.inconclusive:
         parts = []
         for c in result.inconclusive:
-            d = c.decision
-            could = "nothing" if d is None or math.isinf(d.mde) else f"{d.mde:.0%}"
-            parts.append(
-                f"+{c.fraction:.0%} of the frame at N={c.agents} (it could detect {could})"
-            )
+            mdes = [d.mde for d in c.decisions if math.isfinite(d.mde)]
+            could = f"{max(mdes):.0%}" if mdes else "nothing"
+            parts.append(f"{_where(c)} (it could detect {could})")
         return "inconclusive: too noisy to detect " + "; ".join(parts)
-    return f"no regression of {rule.threshold:.0%} or more (calibration caught at every N)"
+    return (
+        f"no regression: none of {cfg.rule.threshold:.0%} of the frame in a section, none of "
+        f"{cfg.micro_rule.threshold:.0%} in a micro-benchmark (every calibration caught)"
+    )
 
 
 def _median(values: list[float]) -> float:
@@ -41,6 +48,8 @@ def _verdict(d: Decision, result: AbResult) -> str:
         other = "time" if " share N=" in d.metric else "share"
         way = "up" if d.verdict == "regression" else "down"
         return f"{way}; its {other} not: unconfirmed"
+    if d.verdict == "ambiguous" and math.isfinite(d.mde) and d.mde > d.threshold:
+        return f"undetectable at {d.threshold:.0%}"
     return _MARK.get(d.verdict, d.verdict)
 
 
@@ -66,37 +75,57 @@ def _row(d: Decision, result: AbResult) -> list[str]:
 HEADER = ["metric", "base", "head", "change", "interval", "p adj", "verdict", "detectable"]
 
 
+def _is_micro(d: Decision, result: AbResult) -> bool:
+    metric = result.metrics.get(d.metric)
+    return metric is not None and metric.family == "micro"
+
+
 def _rows(result: AbResult) -> list[list[str]]:
-    shown = [d for d in result.decisions if not d.metric.startswith("bench ")]
-    micro = [d for d in result.decisions if d.metric.startswith("bench ")]
+    shown = [d for d in result.decisions if not _is_micro(d, result)]
     # Micro-benchmarks: only those that moved or could not be told, the rest summarised.
-    shown += [d for d in micro if d.verdict != "unchanged"]
+    shown += [d for d in result.decisions if _is_micro(d, result) and d.verdict != "unchanged"]
     shown += [d for d in result.counts if d.verdict != "unchanged"]
     return [_row(d, result) for d in shown]
 
 
+def _family_mde(result: AbResult, family: str) -> str:
+    mdes = sorted(
+        d.mde
+        for d in result.decisions
+        if (m := result.metrics.get(d.metric)) is not None and m.family == family
+    )
+    finite = [x for x in mdes if math.isfinite(x)]
+    if not finite:
+        return "-"
+    return f"median {statistics.median(finite):.0%}, worst {max(finite):.0%}"
+
+
 def _notes(result: AbResult) -> list[str]:
-    micro = [d for d in result.decisions if d.metric.startswith("bench ")]
+    micro = [d for d in result.decisions if _is_micro(d, result)]
     counts_same = sum(d.verdict == "unchanged" for d in result.counts)
     notes = [
         f"{result.rounds} rounds in {result.looks} look(s), "
         f"{'trainers alive in serve mode' if result.mode == 'serve' else 'one process per block'}",
         f"micro-benchmarks: {sum(d.verdict == 'unchanged' for d in micro)} of {len(micro)} "
-        "unchanged (others listed)",
+        f"unchanged (others listed), {result.micro_seconds:.0f} s",
         f"exact counts: {counts_same} of {len(result.counts)} unchanged (others listed)",
+        "detectable change: frame metrics "
+        + _family_mde(result, "frame")
+        + "; sections "
+        + _family_mde(result, "section")
+        + "; micro-benchmarks "
+        + _family_mde(result, "micro"),
     ]
     for c in result.calibrations:
-        d = c.decision
-        got = "not decided" if d is None else f"{d.change:+.1%} -> {d.verdict}"
-        notes.append(
-            f"calibration N={c.agents}: +{c.fraction:.0%} of the frame ({c.ms:.2f} ms) "
-            f"injected in {c.section}: {got}"
-        )
+        got = ", ".join(f"{d.change:+.1%} -> {d.verdict}" for d in c.decisions) or "not decided"
+        ms = f" ({c.ms:.2f} ms)" if not c.micro else ""
+        notes.append(f"calibration: {_where(c)}{ms}: {got}")
     notes += [f"not judged: {s}" for s in result.skipped]
+    notes += [f"micro: {name} exists on one side only (not compared)" for name in result.micro_only]
     return notes
 
 
-def format_text(result: AbResult, rule: DecisionRule) -> str:
+def format_text(result: AbResult, cfg: AbConfig) -> str:
     rows = [HEADER, *_rows(result)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
     lines = [
@@ -105,18 +134,20 @@ def format_text(result: AbResult, rule: DecisionRule) -> str:
         "  ".join("-" * w for w in widths),
     ]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows[1:]]
-    lines += ["", *_notes(result), "", verdict_line(result, rule)]
+    lines += ["", *_notes(result), "", verdict_line(result, cfg)]
     return "\n".join(lines)
 
 
-def format_markdown(result: AbResult, rule: DecisionRule) -> str:
+def format_markdown(result: AbResult, cfg: AbConfig) -> str:
     lines = [
         "## calf-perf ab",
         "",
-        f"**{verdict_line(result, rule)}**",
+        f"**{verdict_line(result, cfg)}**",
         "",
-        f"`{result.base.name}` vs `{result.head.name}`; threshold {rule.threshold:.0%}, "
-        f"alpha {rule.alpha}, ratios head / base, intervals Holm-adjusted.",
+        f"`{result.base.name}` vs `{result.head.name}`; thresholds {cfg.rule.threshold:.0%} "
+        f"(frame, sections; margin {cfg.rule.margin:.0%}) and {cfg.micro_rule.threshold:.0%} "
+        f"(micro; margin {cfg.micro_rule.margin:.0%}), alpha {cfg.rule.alpha}, ratios head / "
+        "base, intervals Holm-adjusted.",
         "",
         "| " + " | ".join(HEADER) + " |",
         "|" + "---|" * len(HEADER),
@@ -126,7 +157,7 @@ def format_markdown(result: AbResult, rule: DecisionRule) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_json(result: AbResult, rule: DecisionRule) -> dict[str, Any]:
+def to_json(result: AbResult, cfg: AbConfig) -> dict[str, Any]:
     def clean(value: Any) -> Any:  # JSON has no inf or nan
         if isinstance(value, float) and not math.isfinite(value):
             return str(value)
@@ -140,22 +171,36 @@ def to_json(result: AbResult, rule: DecisionRule) -> dict[str, Any]:
         {
             "base": {"commit": result.base.commit, "dirty": result.base.dirty},
             "head": {"commit": result.head.commit, "dirty": result.head.dirty},
-            "rule": dataclasses.asdict(rule),
+            "config": dataclasses.asdict(cfg),
             "mode": result.mode,
             "rounds": result.rounds,
             "looks": result.looks,
-            "verdict": verdict_line(result, rule),
-            "decisions": [dataclasses.asdict(d) for d in result.decisions],
+            "verdict": verdict_line(result, cfg),
+            "decisions": [
+                {
+                    **dataclasses.asdict(d),
+                    "family": _family(d, result),
+                    "stands": result.confirmed(d),
+                }
+                for d in result.decisions
+            ],
             "counts": [dataclasses.asdict(d) for d in result.counts],
             "calibrations": [
                 {
-                    **{k: v for k, v in dataclasses.asdict(c).items() if k != "decision"},
-                    "decision": None if c.decision is None else dataclasses.asdict(c.decision),
+                    **{k: v for k, v in dataclasses.asdict(c).items() if k != "decisions"},
+                    "decisions": [dataclasses.asdict(d) for d in c.decisions],
                     "caught": c.caught,
                 }
                 for c in result.calibrations
             ],
             "samples": result.samples,
             "not_judged": result.skipped,
+            "micro_only": result.micro_only,
+            "micro_seconds": result.micro_seconds,
         }
     )
+
+
+def _family(d: Decision, result: AbResult) -> str:
+    metric = result.metrics.get(d.metric)
+    return "" if metric is None else metric.family

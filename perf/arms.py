@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -21,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from perf.runner import RUN_ENV, RunError
+from perf.runner import PREFILL, RUN_ENV, RunError
 from perf.trees import Tree
 
-PREFILL = 256  # random training steps before the first frame: every frame carries an update
+HASH_SEED = "0"  # every arm hashes alike: identical code, identical dict layouts
 
 
 @dataclass(frozen=True)
@@ -36,16 +37,23 @@ class ArmSpec:
     seed: int = 0
     warmup: int = 60  # frames before the first measured block
     timeout_s: float = 300.0
+    late: bool = True  # an hour-long run's state with its run folder, else an early run's
 
-    def app_args(self, tree: Tree) -> list[str]:
-        """The trainer's options for this arm, in the tree's own spelling."""
+    def app_args(self, tree: Tree, out: Path) -> list[str]:
+        """The trainer's options for this arm, in the tree's own spelling; ``out`` the arm's
+        temporary directory (a late run writes its run folder there)."""
         w, h = self.size
         starts = "--td3.learning-starts" if tree.takes_run_config() else "--learning-starts"
         return [
-            "--headless", "--no-progress", "--no-save",
+            "--headless", "--no-progress",
+            *(("--out", str(out / "run")) if self.late else ("--no-save",)),
             "--agents", str(self.agents), "--size", f"{w}x{h}", "--seed", str(self.seed),
             starts, str(PREFILL),
         ]  # fmt: skip
+
+    def start(self) -> str:
+        """The probe's setting that builds the run's state before the first frame."""
+        return "late=1" if self.late else f"prefill={PREFILL}"
 
 
 class Arm(Protocol):
@@ -59,7 +67,15 @@ class Arm(Protocol):
 
 
 def _env(tree: Tree) -> dict[str, str]:
-    return {**os.environ, **RUN_ENV, "PYTHONPATH": str(tree.path)}
+    return {**os.environ, **RUN_ENV, "PYTHONPATH": str(tree.path), "PYTHONHASHSEED": HASH_SEED}
+
+
+def _fixed_layout(cmd: list[str]) -> list[str]:
+    """``cmd`` without address-space randomisation where ``setarch -R`` exists: processes of
+    the same code lay their memory out alike, one source of steady offsets fewer."""
+    if shutil.which("setarch"):
+        return ["setarch", os.uname().machine, "-R", *cmd]
+    return cmd
 
 
 class ServeArm:
@@ -71,12 +87,13 @@ class ServeArm:
         self.label = label
         self.spec = spec
         self._log = tempfile.TemporaryFile()
+        self._out = tempfile.TemporaryDirectory(prefix="calf-ab-arm-")
         cmd = [
-            sys.executable, "-m", "visuals", *spec.app_args(tree),
-            "--probe", f"prefill={PREFILL},serve=1",
+            sys.executable, "-m", "visuals", *spec.app_args(tree, Path(self._out.name)),
+            "--probe", f"{spec.start()},serve=1",
         ]  # fmt: skip
         self.proc = subprocess.Popen(
-            cmd,
+            _fixed_layout(cmd),
             cwd=tree.path,
             env=_env(tree),
             stdin=subprocess.PIPE,
@@ -136,6 +153,7 @@ class ServeArm:
             except (BrokenPipeError, subprocess.TimeoutExpired):
                 self.proc.kill()
         self._log.close()
+        self._out.cleanup()
 
 
 class RunArm:
@@ -152,7 +170,7 @@ class RunArm:
             profile = Path(tmp) / "profile.json"
             frame_args = ["--frames", str(spec.warmup + frames), "--profile", str(profile)]
             if self.tree.serves():  # the probe's knobs
-                probe = [f"warmup={spec.warmup}", f"prefill={PREFILL}"]
+                probe = [f"warmup={spec.warmup}", spec.start()]
                 if inject:
                     probe.append(f"inject={inject[0]}:{inject[1]}")
                 frame_args += ["--probe", ",".join(probe)]
@@ -160,11 +178,18 @@ class RunArm:
                 raise RunError(f"{self.label}: this tree cannot take injected work")
             else:  # the options trees had before the probe
                 frame_args += ["--warmup", str(spec.warmup), "--prefill", str(PREFILL)]
-            cmd = [sys.executable, "-m", "visuals", *spec.app_args(self.tree), *frame_args]
-            cmd += ["--out", tmp]
+            cmd = [
+                sys.executable,
+                "-m",
+                "visuals",
+                *spec.app_args(self.tree, Path(tmp)),
+                *frame_args,
+            ]
+            if not spec.late:
+                cmd += ["--out", tmp]
             try:
                 proc = subprocess.run(
-                    cmd,
+                    _fixed_layout(cmd),
                     cwd=self.tree.path,
                     env=_env(self.tree),
                     capture_output=True,

@@ -13,6 +13,7 @@ calf-perf selftest behaviour-preserving regressions patched into a copy of the t
                    which the harness must catch (exit 1 if one is missed)
 calf-perf ab       this change against its base commit, in one job (exit 1: regression,
                    3: too noisy to tell, 2: usage error)
+calf-perf noise    a noisy neighbour: busy work switching on and off at random over seconds
 """
 
 from __future__ import annotations
@@ -334,51 +335,69 @@ def _calibration(text: str) -> tuple[str, float | None]:
 
 
 def cmd_ab(a: argparse.Namespace) -> int:
-    from perf.ab import AbConfig, run_ab
+    from dataclasses import replace
+
+    from perf.ab import AbConfig, micro_rounds_for, rotation, run_ab
     from perf.ab_report import format_markdown, format_text, to_json
-    from perf.decision import Decision, DecisionRule
-    from perf.micro import micro_decisions
+    from perf.micro import MicroRun, measure
+    from perf.noise import noise_beside
     from perf.trees import trees
 
-    rule = DecisionRule(threshold=a.threshold)
+    defaults = AbConfig()
+    rule = replace(defaults.rule, threshold=a.threshold)
     calibrate = None
     if a.calibrate:
         section, size = a.calibrate
         calibrate = (section, a.threshold if size is None else size)
     quick = a.quick
     cfg = AbConfig(
-        agents=tuple(a.agents or ((20,) if quick else (5, 20, 100))),
-        frames=a.frames or (60 if quick else 120),
-        rounds=a.rounds or (8 if quick else 12),
+        agents=tuple(a.agents or ((20,) if quick else defaults.agents)),
+        frames=a.frames or defaults.frames,
+        rounds=a.rounds or defaults.rounds,
         rule=rule,
         calibrate=calibrate,
-        warmup=30 if quick else 60,
+        warmup=30 if quick else defaults.warmup,
+        late=not a.early,
     )
-    with trees(Path.cwd(), a.base, a.head) as (base, head):
+    with noise_beside(a.noise), trees(Path.cwd(), a.base, a.head) as (base, head):
         print(f"ab: {base.name} vs {head.name}", flush=True)
-        micro: list[Decision] = []
+        micro: MicroRun | None = None
         if not a.no_micro:
-            micro, only = micro_decisions(
+            micro = measure(
                 base,
                 head,
+                micro_rounds_for(cfg.micro_rule, cfg.micro_rounds),
                 quick=True,
-                cycles=1 if quick else 2,
-                rule=rule,
-                on_run=lambda line: print(line, flush=True),
+                calibrate=rotation(head, base),
+                threshold=cfg.micro_rule.threshold,
+                on_line=lambda line: print(line, flush=True),
             )
-            for name in only:
-                print(f"  micro: {name} exists on one side only (not compared)")
         result = run_ab(base, head, cfg, micro, on_round=lambda line: print(line, flush=True))
-    print("\n" + format_text(result, rule))
+    print("\n" + format_text(result, cfg))
     if a.markdown:  # appended, as GitHub's job summary expects, in one write
         a.markdown.parent.mkdir(parents=True, exist_ok=True)
         with a.markdown.open("a", encoding="utf-8") as fh:
-            fh.write(format_markdown(result, rule))
+            fh.write(format_markdown(result, cfg))
     if a.json:
-        _write_json(a.json, to_json(result, rule))
+        _write_json(a.json, to_json(result, cfg))
     if result.regressions:
         return 1
     return 3 if result.inconclusive else 0
+
+
+def cmd_noise(a: argparse.Namespace) -> int:
+    from perf.noise import NoiseConfig, noise_beside
+
+    cfg = NoiseConfig(workers=a.workers, memory=a.memory, seed=a.seed, seconds=a.seconds)
+    kind = "memory copies" if cfg.memory else "busy loops"
+    length = f"{cfg.seconds:.0f} s" if cfg.seconds else "until interrupted"
+    print(f"noise: {cfg.workers} worker(s), {kind}, {length}", flush=True)
+    try:
+        with noise_beside(True, cfg):
+            time.sleep(cfg.seconds or float("inf"))
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def cmd_flame(a: argparse.Namespace) -> int:
@@ -501,6 +520,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="inject this share of the frame into SECTION (default: the threshold, rotating)",
     )
     ab.add_argument("--no-micro", action="store_true", help="skip the pytest-benchmark suites")
+    ab.add_argument(
+        "--noise",
+        action="store_true",
+        help="run a noise generator beside the measurement (a busy loop switching on and off "
+        "at random over seconds: a noisy neighbour)",
+    )
+    ab.add_argument(
+        "--early",
+        action="store_true",
+        help="measure an early run (a nearly empty replay, no run folder) instead of the "
+        "default: an hour-long run's state with its run folder",
+    )
     ab.add_argument("--json", type=Path, metavar="PATH", help="every sample and decision")
     ab.add_argument(
         "--markdown",
@@ -509,6 +540,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="append the report (e.g. $GITHUB_STEP_SUMMARY)",
     )
     ab.set_defaults(fn=cmd_ab)
+
+    nz = sub.add_parser("noise", help="a noisy neighbour: random on/off busy work")
+    nz.add_argument("--workers", type=int, default=1, help="busy processes (default: 1)")
+    nz.add_argument("--memory", action="store_true", help="copy a 64 MiB array when busy")
+    nz.add_argument("--seconds", type=float, default=0.0, help="0: until interrupted")
+    nz.add_argument("--seed", type=int, default=0)
+    nz.set_defaults(fn=cmd_noise)
     return p
 
 

@@ -60,6 +60,12 @@ class Tree:
         options = self.path / "visuals" / "options.py"
         return options.is_file() and "add_config_arguments" in options.read_text()
 
+    def ages(self) -> bool:
+        """Whether this tree's trainer builds a long run's state (``--probe late=1``); older
+        trees are measured from a nearly empty replay, base and head alike."""
+        probe = self.path / "visuals" / "probe.py"
+        return probe.is_file() and "late: bool" in probe.read_text()
+
     def serves(self) -> bool:
         """Whether this tree's trainer runs blocks of frames on command (``--probe serve=1``);
         older trees are measured one process per block."""
