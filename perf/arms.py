@@ -14,7 +14,6 @@ import json
 import os
 import select
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -72,7 +71,7 @@ class ServeArm:
         self.spec = spec
         self._log = tempfile.TemporaryFile()
         cmd = [
-            sys.executable, "-m", "visuals", *spec.app_args(tree),
+            tree.python, "-m", "visuals", *spec.app_args(tree),
             "--probe", f"prefill={PREFILL},serve=1",
         ]  # fmt: skip
         self.proc = subprocess.Popen(
@@ -160,7 +159,7 @@ class RunArm:
                 raise RunError(f"{self.label}: this tree cannot take injected work")
             else:  # the options trees had before the probe
                 frame_args += ["--warmup", str(spec.warmup), "--prefill", str(PREFILL)]
-            cmd = [sys.executable, "-m", "visuals", *spec.app_args(self.tree), *frame_args]
+            cmd = [self.tree.python, "-m", "visuals", *spec.app_args(self.tree), *frame_args]
             cmd += ["--out", tmp]
             try:
                 proc = subprocess.run(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +31,7 @@ def run_suites(tree: Tree, quick: bool, timeout_s: float = 900.0) -> dict[str, l
     with tempfile.TemporaryDirectory(prefix="calf-ab-micro-") as tmp:
         out = Path(tmp) / "bench.json"
         cmd = [
-            sys.executable, "-m", "pytest", "perf", "--benchmark-only", "-q",
+            tree.python, "-m", "pytest", "perf", "--benchmark-only", "-q",
             "-p", "no:cacheprovider", "--benchmark-save-data", f"--benchmark-json={out}",
             *(["--quick"] if quick else []),
         ]  # fmt: skip
