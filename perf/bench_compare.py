@@ -43,7 +43,7 @@ PYTEST_BENCHMARK_DEFAULT_STORAGE = "file://./.benchmarks"
 
 FIELD = "min"
 # The thresholds come from what identical code did here, run in separate processes on these
-# 2-core machines shared with other work (quick suites, 13 runs in four sets, every ordered pair
+# 2-core machines shared with other work (quick suites, 10 runs in three sets, every ordered pair
 # of runs within a set; `others_busy_cores` measured in the last set, up to 2 cores):
 # - a benchmark with many rounds (>= MANY_ROUNDS in both runs) keeps its fastest round: some
 #   rounds always ran undisturbed. Its min moved by at most +69 %, quiet or loaded: FLOOR_MANY.
