@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from perf.bench_compare import (
     machine_differences,
     machine_key,
 )
+from perf.selftest import copies
 
 ROOT = Path(__file__).resolve().parents[2]
 # Behaviour-preserving: the same call, 2 ms later (the batched call itself takes 0.2-0.7 ms).
@@ -96,30 +97,13 @@ def test_machine_differences_name_the_fields() -> None:
 
 
 # ------------------------------------------------------------------ the loop, for real
-def git(repo: Path, *args: str) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}  # fmt: skip
-    subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, check=True)
-
-
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh clone-like copy of this tree (tracked and untracked files, nothing ignored: no
-    saved benchmark runs), committed."""
-    repo = tmp_path_factory.mktemp("bench-compare") / "repo"
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split("\0")  # fmt: skip
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "base")
-    assert not (repo / STORAGE_DIR).exists()
-    return repo
+def tree() -> Iterator[Path]:
+    """A fresh copy of this tree as it is (tracked and untracked files, nothing ignored: no
+    saved benchmark runs), committed; removed afterwards."""
+    with copies(ROOT, 1) as (repo,):
+        assert not (repo / STORAGE_DIR).exists()
+        yield repo
 
 
 def pytest_in(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
