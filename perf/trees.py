@@ -23,10 +23,10 @@ import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
+from perf.provenance import library_version
 from perf.runner import RunError
 
 
@@ -163,15 +163,8 @@ def requirements(project: dict[str, Any], extra: str | None) -> list[str]:
     return out
 
 
-def installed_version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def unsatisfied(
-    reqs: list[str], version_of: Callable[[str], str | None] = installed_version
+    reqs: list[str], version_of: Callable[[str], str | None] = library_version
 ) -> list[str]:
     """The requirements the running environment does not satisfy, each with what it has."""
     from packaging.requirements import Requirement
@@ -191,7 +184,7 @@ def plan_environment(
     tree: Path,
     reference: Path,
     cache: Path | None = None,
-    version_of: Callable[[str], str | None] = installed_version,
+    version_of: Callable[[str], str | None] = library_version,
 ) -> EnvPlan:
     """How ``tree`` runs, the running environment having been installed from ``reference``'s
     pyproject.toml (the working tree's)."""
@@ -242,7 +235,7 @@ def build_environment(
         shutil.rmtree(venv, ignore_errors=True)
         run([sys.executable, "-m", "venv", str(venv)])
         pip = [plan.python, "-m", "pip", "install", "--quiet"]
-        torch = torch_version or installed_version("torch")
+        torch = torch_version or library_version("torch")
         if torch:
             run([*pip, f"torch=={torch}"])
         run([*pip, f"{tree}[{plan.extra}]" if plan.extra else str(tree)])

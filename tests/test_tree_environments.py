@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from perf.provenance import library_version
 from perf.trees import (
     Tree,
     TreeError,
     _project,
     build_environment,
     harness_extra,
-    installed_version,
     plan_environment,
     requirements,
     unsatisfied,
@@ -154,7 +154,7 @@ def test_the_arms_and_the_micro_suites_start_the_trees_own_python() -> None:
 )
 def test_a_real_venv_for_a_base_with_an_older_numpy_pin(tmp_path: Path) -> None:
     head_text = (ROOT / "pyproject.toml").read_text()
-    numpy = installed_version("numpy")
+    numpy = library_version("numpy")
     assert numpy is not None
     major, minor = (int(v) for v in numpy.split(".")[:2])
     older = f"numpy>=1.24,<{major}.{minor}"  # what this environment does not have
@@ -180,6 +180,6 @@ def test_a_real_venv_for_a_base_with_an_older_numpy_pin(tmp_path: Path) -> None:
     out = subprocess.run(
         [plan.python, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path
     ).stdout.split()
-    assert out[1] == installed_version("torch")
+    assert out[1] == library_version("torch")
     assert tuple(int(v) for v in out[0].split(".")[:2]) < (major, minor)
     assert plan_environment(base, ROOT, tmp_path / "cache").action == "cached"
