@@ -30,5 +30,5 @@ def test_selftest_catches_every_counted_regression_and_flags_nothing_unchanged(t
     assert len(counted) >= 10
     assert all(outcomes[r.name]["caught"] for r in counted)
     unchanged = outcomes["(unchanged tree)"]
-    assert set(unchanged["checks"]) == {"stage-calls", "budgets", "leak"}
+    assert set(unchanged["checks"]) == {n for n, c in CHECKS.items() if c.deterministic}
     assert not unchanged["caught"]
