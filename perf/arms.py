@@ -15,7 +15,6 @@ import os
 import select
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -89,7 +88,7 @@ class ServeArm:
         self._log = tempfile.TemporaryFile()
         self._out = tempfile.TemporaryDirectory(prefix="calf-ab-arm-")
         cmd = [
-            sys.executable, "-m", "visuals", *spec.app_args(tree, Path(self._out.name)),
+            tree.python, "-m", "visuals", *spec.app_args(tree, Path(self._out.name)),
             "--probe", f"{spec.start()},serve=1",
         ]  # fmt: skip
         self.proc = subprocess.Popen(
@@ -179,7 +178,7 @@ class RunArm:
             else:  # the options trees had before the probe
                 frame_args += ["--warmup", str(spec.warmup), "--prefill", str(PREFILL)]
             cmd = [
-                sys.executable,
+                self.tree.python,
                 "-m",
                 "visuals",
                 *spec.app_args(self.tree, Path(tmp)),

@@ -25,8 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from calf.atomic import atomic_write
-from perf import flame
+from perf import flame, provenance
 from perf.compare import (
     format_table,
     format_targets,
@@ -48,8 +47,9 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _write_json(path: Path, data: Any) -> None:
-    atomic_write(path, lambda fh: json.dump(data, fh, indent=2))
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Every JSON a calf-perf command writes: the report with its provenance block first."""
+    provenance.write_json(path, data)
 
 
 def _progress(record: dict[str, Any]) -> None:
@@ -375,9 +375,7 @@ def cmd_ab(a: argparse.Namespace) -> int:
         result = run_ab(base, head, cfg, micro, on_round=lambda line: print(line, flush=True))
     print("\n" + format_text(result, cfg))
     if a.markdown:  # appended, as GitHub's job summary expects, in one write
-        a.markdown.parent.mkdir(parents=True, exist_ok=True)
-        with a.markdown.open("a", encoding="utf-8") as fh:
-            fh.write(format_markdown(result, cfg))
+        provenance.append_markdown(a.markdown, format_markdown(result, cfg))
     if a.json:
         _write_json(a.json, to_json(result, cfg))
     if result.regressions:
@@ -551,6 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    provenance.set_command(argv)
     a = build_parser().parse_args(argv)
     try:
         return int(a.fn(a))

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from perf import provenance
 from perf.flamegraph import (
     Profile,
     Recording,
@@ -98,13 +99,13 @@ class FlameSpec:
     def last(self) -> int:
         return self.warmup + self.frames
 
-    def command(self, out: Path) -> list[str]:
+    def command(self, out: Path, python: str = sys.executable) -> list[str]:
         """The trainer's command line; ``out``: the recording's temporary directory (the run
-        folder goes in ``out/run``)."""
+        folder goes in ``out/run``); ``python``: the interpreter (a tree's own)."""
         w, h = self.size
         start = "late=1" if self.late else f"prefill={PREFILL}"
         return [
-            sys.executable, "-m", "visuals",
+            python, "-m", "visuals",
             "--headless", "--no-progress",
             *(("--out", str(out / "run")) if self.late else ("--no-save",)),
             "--preset", self.preset,
@@ -253,7 +254,7 @@ def record(
         with app_log.open("w") as app_err, spy_log.open("w") as spy_out:
             try:
                 app = subprocess.Popen(
-                    spec.command(work),
+                    spec.command(work, sys.executable if tree is None else tree.python),
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                     stderr=app_err,
@@ -574,9 +575,8 @@ def _commit_name(start: Path) -> str:
 
 
 def _append(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as fh:  # appended in one write, as GitHub expects
-        fh.write(text)
+    """Appended in one write, as GitHub expects, ending with the provenance line."""
+    provenance.append_markdown(path, text)
 
 
 def _progress(label: str, i: int, n: int, m: Measured) -> None:

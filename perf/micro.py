@@ -30,7 +30,6 @@ import os
 import select
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -90,7 +89,7 @@ class SuiteProcess:
             lockstep_plugin.ENV: f"{to_child_r},{to_parent_w}",
         }
         cmd = [
-            sys.executable, "-m", "pytest", "perf", "--benchmark-only", "-q",
+            tree.python, "-m", "pytest", "perf", "--benchmark-only", "-q",
             "-p", "no:cacheprovider", "-p", PLUGIN, *(["--quick"] if quick else []),
         ]  # fmt: skip
         if shutil.which("setarch"):  # the same layout for the same code in both processes

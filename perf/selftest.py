@@ -428,5 +428,10 @@ def format_table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def to_json(outcomes: list[Outcome]) -> list[dict[str, Any]]:
-    return [o.__dict__ | {"caught": o.caught} for o in outcomes]
+def to_json(outcomes: list[Outcome]) -> dict[str, Any]:
+    missed, false_alarms = verdicts(outcomes)
+    return {
+        "missed": [o.regression for o in missed],
+        "false_alarms": [o.regression for o in false_alarms],
+        "outcomes": [o.__dict__ | {"caught": o.caught} for o in outcomes],
+    }

@@ -6,6 +6,8 @@ sweep by default (``pytest perf``), the quick subset under ``--quick`` (``make t
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 
@@ -24,3 +26,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     quick = list(marker.kwargs.get("quick", full))
     values = quick if metafunc.config.getoption("--quick") else full
     metafunc.parametrize(name, values, ids=[f"{name}={v}" for v in values])
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Every suite measures what the app runs: one torch thread (``--torch-threads 1``). A test
+    that wants more sets them itself. Two intra-op threads on these two shared cores wait for
+    each other whenever the other core is busy: the batched CALF call then took 16 ms instead of
+    0.3 ms, for whole runs, with identical code."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
