@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from calf.envs import PointMassBatch, PointMassEnv, PointMassParams, rk4_step, step_batch
     from calf.evaluation import Evaluator, format_eval_line
     from calf.modes import SEED_MODE_NAMES, Mode, mode_names
-    from calf.nominal import PDPolicy, pd_nominal_policy
+    from calf.nominal import PDPolicy
     from calf.replay import ReplayBuffer
     from calf.session import TrainingSession
     from calf.td3 import TD3, Actor, Critic
@@ -41,7 +41,6 @@ _HOME = {
     "Mode": "modes",
     "mode_names": "modes",
     "PDPolicy": "nominal",
-    "pd_nominal_policy": "nominal",
     "ReplayBuffer": "replay",
     "TD3": "td3",
     "Actor": "td3",
@@ -68,7 +67,6 @@ __all__ = [
     "TrainingSession",
     "format_eval_line",
     "mode_names",
-    "pd_nominal_policy",
     "rk4_step",
     "step_batch",
 ]

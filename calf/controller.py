@@ -27,6 +27,7 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 
 from calf.checkpoint import CheckpointError, read_checkpoint, require, write_checkpoint
+from calf.config import CALFConfig, TD3Config
 from calf.modes import Mode, mode_names, seed_name
 from calf.replay import ReplayBuffer
 from calf.td3 import TD3
@@ -109,13 +110,13 @@ class CALFController:
         action_dim: int,
         max_action: float,
         nominal_policy: NominalPolicy,
-        nu_bar: float = 0.01,
-        kappa_low_coef: float = 0.01,
-        kappa_up_coef: float = 1000.0,
-        lambda_relax: float = 0.99995,
-        relax_prob_init: float | None = None,
-        hidden_dim: int = 64,
-        lr: float = 3e-4,
+        nu_bar: float = CALFConfig.nu_bar,
+        kappa_low_coef: float = CALFConfig.kappa_low_coef,
+        kappa_up_coef: float = CALFConfig.kappa_up_coef,
+        lambda_relax: float = CALFConfig.lambda_relax,
+        relax_prob_init: float = CALFConfig.relax_prob_init,
+        hidden_dim: int = TD3Config.hidden_dim,
+        lr: float = TD3Config.lr,
         device: str | torch.device = "cpu",
         seed: int | None = None,
         dtype: torch.dtype = torch.float32,
@@ -126,9 +127,10 @@ class CALFController:
         td3: TD3 | None = None,
         **td3_kwargs: Any,
     ) -> None:
-        """``td3``: networks to share with another controller (``PerAgentLoop`` builds its
-        per-agent controllers on the parent's); when given, ``hidden_dim``, ``lr``, ``device``,
-        ``dtype`` and ``td3_kwargs`` are not used."""
+        """The defaults are the run's (``RunConfig``'s calf and td3 sections). ``td3``: networks
+        to share with another controller (``PerAgentLoop`` builds its per-agent controllers on
+        the parent's); when given, ``hidden_dim``, ``lr``, ``device``, ``dtype`` and
+        ``td3_kwargs`` are not used."""
         self.state_dim = int(state_dim)
         self.action_dim = int(action_dim)
         self.max_action = float(max_action)
@@ -137,7 +139,7 @@ class CALFController:
         self.kappa_low_coef = float(kappa_low_coef)
         self.kappa_up_coef = float(kappa_up_coef)
         self.lambda_relax = float(lambda_relax)
-        self.relax_prob_init = float(lambda_relax if relax_prob_init is None else relax_prob_init)
+        self.relax_prob_init = float(relax_prob_init)
 
         # Four independent streams, so batch calls never shift the training agent's draws.
         streams = np.random.SeedSequence(seed).spawn(4)
@@ -409,7 +411,9 @@ class CALFController:
         return (actions, mode_names(codes)) if return_modes else actions
 
     # ----------------------------------------------------------------- learning
-    def train(self, replay: ReplayBuffer, batch_size: int = 256) -> dict[str, float | None]:
+    def train(
+        self, replay: ReplayBuffer, batch_size: int = TD3Config.batch_size
+    ) -> dict[str, float | None]:
         return self.td3.train(replay, batch_size)
 
     # -------------------------------------------------------------- checkpoints

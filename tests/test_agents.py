@@ -10,8 +10,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from calf import CALFController, PointMassBatch, PointMassParams, pd_nominal_policy
+from calf import CALFController, PointMassBatch, PointMassParams
 from calf.batch_policy import PerAgentLoop
+from calf.config import RunConfig
+from calf.trainer import make_controller
 from visuals.agents import VisualAgents
 from visuals.coords import PlaneMapping
 from visuals.heatmap import CriticHeatmap
@@ -37,7 +39,7 @@ def no_stage(_name: str) -> nullcontext[None]:
 
 
 def make_agents(n: int, loop: bool = False, seed: int = 0) -> tuple[VisualAgents, CriticHeatmap]:
-    ctrl = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=seed)
+    ctrl = make_controller(RunConfig(), seed=seed)
     env = PointMassBatch(n, PointMassParams(max_steps=40), rng=np.random.default_rng(seed))
     policy = PerAgentLoop(ctrl) if loop else ctrl
     trails = BatchedTrailRenderer(max_agents=2, max_points=16)

@@ -17,7 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from calf import CALFController, ReplayBuffer, pd_nominal_policy
+from calf import CALFController, ReplayBuffer
+from calf.config import RunConfig
+from calf.trainer import make_controller
+
+KP, KD = RunConfig().nominal.kp, RunConfig().nominal.kd
 
 
 class ScriptedRng:
@@ -72,11 +76,13 @@ class PlainAgent:
 
 
 def pd(s: list[float]) -> list[float]:
-    return [-2.0 * s[0] - 0.4 * s[1]]
+    """The run's PD fallback, before clipping."""
+    return [-KP * s[0] - KD * s[1]]
 
 
 def make(dtype: torch.dtype = torch.float64, seed: int = 0, q_bias: float = 0.0, **kw):
-    ctrl = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=seed, dtype=dtype, **kw)
+    """The run's controller (float64 networks unless asked) with ``kw`` CALF parameters."""
+    ctrl = make_controller(RunConfig(), seed=seed, dtype=dtype, **kw)
     with torch.no_grad():
         ctrl.td3.critic.q1_net[-1].bias += q_bias
     return ctrl
@@ -240,7 +246,7 @@ def _uncertified_controller(p_relax: float, draws: list[float]) -> tuple[CALFCon
 )
 def test_relax_or_fallback_by_the_injected_draw(u: float, mode: str) -> None:
     ctrl, _ = _uncertified_controller(0.5, [u])
-    s = np.array([1.0, -1.0])
+    s = np.array([1.0, -0.25])
     actor_a, _ = network_action_and_q(ctrl, s.tolist())
     cert_before = (ctrl.s_cert.copy(), ctrl.a_cert.copy(), ctrl.q_cert)
     action, got = ctrl.select_action(s, return_mode=True)
@@ -250,7 +256,7 @@ def test_relax_or_fallback_by_the_injected_draw(u: float, mode: str) -> None:
         assert action.tolist() == actor_a
         assert (ctrl.relax_events, ctrl.nominal_interventions) == (1, 0)
     else:
-        assert action.tolist() == pd(s.tolist())  # = [-1.6]
+        assert action.tolist() == pd(s.tolist())  # = [-0.75]
         assert (ctrl.relax_events, ctrl.nominal_interventions) == (0, 1)
     # An uncertified step leaves the certificate alone.
     assert ctrl.s_cert.tolist() == cert_before[0].tolist()
@@ -262,7 +268,7 @@ def test_relax_or_fallback_by_the_injected_draw(u: float, mode: str) -> None:
 def test_fallback_action_is_clipped_to_the_action_bounds() -> None:
     ctrl, _ = _uncertified_controller(0.0, [0.7])
     action, mode = ctrl.select_action([4.0, 4.0], return_mode=True)
-    assert mode == "fallback" and action.tolist() == [-5.0]  # PD asks for -9.6
+    assert mode == "fallback" and action.tolist() == [-5.0]  # PD asks for -8
 
 
 def test_no_relax_draw_when_certified() -> None:
@@ -273,9 +279,8 @@ def test_no_relax_draw_when_certified() -> None:
     assert ctrl.relax_rng.calls == 0 and ctrl.certified_steps == 5
 
 
-def test_p_relax_starts_at_lambda_by_default_and_decays_every_step() -> None:
-    ctrl = make(lambda_relax=0.9)
-    assert ctrl.P_relax == 0.9
+def test_p_relax_starts_at_its_initial_value_and_decays_every_step() -> None:
+    assert make(lambda_relax=0.9).P_relax == RunConfig().calf.relax_prob_init
     ctrl = make(lambda_relax=0.9, relax_prob_init=0.7)
     expected = 0.7
     for _ in range(25):
@@ -335,7 +340,7 @@ def test_seeded_controllers_are_reproducible_and_streams_injectable() -> None:
         b.select_action(s, 0.3).tolist() for _ in range(5)
     ]
     rng = np.random.default_rng(0)
-    c = CALFController(2, 1, 5.0, pd_nominal_policy(), noise_rng=rng)
+    c = make_controller(RunConfig(), noise_rng=rng)
     assert c.noise_rng is rng and c.td3.rng is rng
 
 

@@ -17,7 +17,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from calf import CALFController, pd_nominal_policy
+from calf import CALFController, PDPolicy
 from calf.batch_policy import PerAgentLoop
 from calf.modes import SEED_MODE_NAMES, Mode
 
@@ -38,7 +38,7 @@ class SingleStateNominal:
     """The PD policy behind a single-state-only interface (no ``accepts_batch``), counting calls."""
 
     def __init__(self) -> None:
-        self.pd = pd_nominal_policy()
+        self.pd = PDPolicy()
         self.calls = 0
 
     def __call__(self, state: np.ndarray) -> np.ndarray:
@@ -99,9 +99,10 @@ def build(
     device: str = "cpu",
     nominal: object | None = None,
 ) -> CALFController:
-    """A controller for ``setup``; two calls give identical controllers and generators."""
+    """A controller for ``setup``, every CALF parameter explicit (the properties draw them); two
+    calls give identical controllers and generators."""
     if nominal is None:
-        nominal = pd_nominal_policy() if setup.state_dim == 2 else LinearNominal(setup.action_dim)
+        nominal = PDPolicy() if setup.state_dim == 2 else LinearNominal(setup.action_dim)
     ctrl = CALFController(
         setup.state_dim,
         setup.action_dim,
@@ -484,14 +485,14 @@ def test_batch_nominal_policy_output_of_wrong_size_raises() -> None:
 # ------------------------------------------------------------------ sharing networks
 def test_shared_td3_is_used_and_must_fit() -> None:
     parent = build(Setup(), torch.float32)
-    child = CALFController(2, 1, 5.0, pd_nominal_policy(), td3=parent.td3)
+    child = CALFController(2, 1, 5.0, PDPolicy(), td3=parent.td3)
     assert child.td3 is parent.td3 and child.device == parent.device
     s = np.array([1.0, -2.0])
     np.testing.assert_array_equal(child.td3.select_action(s), parent.td3.select_action(s))
     with pytest.raises(ValueError, match="shared TD3"):
-        CALFController(3, 1, 5.0, pd_nominal_policy(), td3=parent.td3)
+        CALFController(3, 1, 5.0, PDPolicy(), td3=parent.td3)
     with pytest.raises(ValueError, match="shared TD3"):
-        CALFController(2, 1, 2.0, pd_nominal_policy(), td3=parent.td3)
+        CALFController(2, 1, 2.0, PDPolicy(), td3=parent.td3)
 
 
 def test_per_agent_loop_agents_share_networks_and_batch_generators() -> None:
