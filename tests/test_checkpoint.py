@@ -208,7 +208,7 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     )
     # A checkpoint of an agent with another state size (3-D states).
     other = CALFController(3, 1, 5.0, PDPolicy(), seed=0)
-    other.update_certificate([1.0, 2.0, 3.0], [0.0], q_value=-1.0)
+    other.select_action([1.0, 2.0, 3.0])  # a first step is certified: a 3-D certificate
     other.save(tmp_path / "state3.pt")
     cases["wrong state size"] = (tmp_path / "state3.pt", "does not fit|does not match")
     big = make_controller(RunConfig(), hidden_dim=32)
