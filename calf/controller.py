@@ -23,7 +23,14 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 
 from calf.certificate import CALFAgents, RelaxDraws, calf_step
-from calf.checkpoint import CheckpointError, read_checkpoint, require, write_checkpoint
+from calf.checkpoint import (
+    CALF_COUNTS,
+    CALF_NUMBERS,
+    check_calf_entry,
+    read_checkpoint,
+    require,
+    write_checkpoint,
+)
 from calf.config import CALFConfig, TD3Config
 from calf.modes import Mode, mode_names, seed_name
 from calf.replay import ReplayBuffer
@@ -318,77 +325,22 @@ class CALFController:
         return self.td3.train(replay, batch_size)
 
     # -------------------------------------------------------------- checkpoints
-    def _calf_state(self) -> dict[str, Any]:
-        return {
-            "nu_bar": self.nu_bar,
-            "kappa_low_coef": self.kappa_low_coef,
-            "kappa_up_coef": self.kappa_up_coef,
-            "lambda_relax": self.lambda_relax,
-            "relax_prob_init": self.relax_prob_init,
-            "P_relax": self.P_relax,
-            "s_cert": None if self.s_cert is None else self.s_cert.tolist(),
-            "a_cert": None if self.a_cert is None else self.a_cert.tolist(),
-            "q_cert": self.q_cert,
-            "total_steps": self.total_steps,
-            "certified_steps": self.certified_steps,
-            "relax_events": self.relax_events,
-            "nominal_interventions": self.nominal_interventions,
-        }
-
     def save(self, path: str | os.PathLike[str] | BinaryIO) -> None:
         """Weights, optimiser states and the training agent's CALF state, in one file."""
-        write_checkpoint(path, "calf", {"td3": self.td3.state_dict(), "calf": self._calf_state()})
+        calf: dict[str, Any] = {name: getattr(self, name) for name in CALF_NUMBERS + CALF_COUNTS}
+        for name in ("s_cert", "a_cert"):
+            value = getattr(self, name)
+            calf[name] = None if value is None else value.tolist()
+        calf["q_cert"] = self.q_cert
+        write_checkpoint(path, "calf", {"td3": self.td3.state_dict(), "calf": calf})
 
     def load(self, path: str | os.PathLike[str]) -> None:
         """Load a checkpoint written by ``save``; on any problem raise CheckpointError and
         leave this controller exactly as it was."""
         data = read_checkpoint(path, "calf")
-        calf = require(path, data, "calf")
-        if not isinstance(calf, dict):
-            raise CheckpointError(path, "the 'calf' entry is not a dict")
-        staged = self._check_calf_state(path, calf)
+        staged = check_calf_entry(
+            path, require(path, data, "calf"), self.state_dim, self.action_dim
+        )
         self.td3.load_state_dict(require(path, data, "td3"), path)  # checks before it changes
         for name, value in staged.items():
             setattr(self, name, value)
-
-    def _check_calf_state(
-        self, path: str | os.PathLike[str], calf: dict[str, Any]
-    ) -> dict[str, Any]:
-        staged: dict[str, Any] = {}
-        for name in (
-            "nu_bar",
-            "kappa_low_coef",
-            "kappa_up_coef",
-            "lambda_relax",
-            "relax_prob_init",
-            "P_relax",
-        ):
-            value = require(path, calf, name)
-            if not isinstance(value, int | float) or not np.isfinite(value):
-                raise CheckpointError(path, f"{name} is not a finite number: {value!r}")
-            staged[name] = float(value)
-        for name in ("total_steps", "certified_steps", "relax_events", "nominal_interventions"):
-            value = require(path, calf, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise CheckpointError(path, f"{name} is not a count: {value!r}")
-            staged[name] = value
-        q_cert = require(path, calf, "q_cert")
-        s_cert, a_cert = require(path, calf, "s_cert"), require(path, calf, "a_cert")
-        if q_cert is None:
-            staged.update(q_cert=None, s_cert=None, a_cert=None)
-        else:
-            if not isinstance(q_cert, int | float) or not np.isfinite(q_cert):
-                raise CheckpointError(path, f"q_cert is not a finite number: {q_cert!r}")
-            try:
-                s_arr = np.asarray(s_cert, dtype=np.float64).reshape(self.state_dim)
-                a_arr = np.asarray(a_cert, dtype=np.float64).reshape(self.action_dim)
-            except (TypeError, ValueError):
-                raise CheckpointError(
-                    path,
-                    f"certificate does not fit state_dim={self.state_dim}, "
-                    f"action_dim={self.action_dim}",
-                ) from None
-            if not (np.isfinite(s_arr).all() and np.isfinite(a_arr).all()):
-                raise CheckpointError(path, "certificate contains NaN or inf")
-            staged.update(q_cert=float(q_cert), s_cert=s_arr, a_cert=a_arr)
-        return staged
