@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from calf.counters import ForwardCounter
     from calf.envs import PointMassBatch, PointMassEnv, PointMassParams, rk4_step, step_batch
     from calf.evaluation import Evaluator, format_eval_line
-    from calf.modes import SEED_MODE_NAMES, Mode, mode_names
+    from calf.modes import UPSTREAM_MODE_NAMES, Mode, mode_names
     from calf.nominal import PDPolicy
     from calf.replay import ReplayBuffer
     from calf.session import TrainingSession
@@ -37,7 +37,7 @@ _HOME = {
     "PointMassParams": "envs",
     "rk4_step": "envs",
     "step_batch": "envs",
-    "SEED_MODE_NAMES": "modes",
+    "UPSTREAM_MODE_NAMES": "modes",
     "Mode": "modes",
     "mode_names": "modes",
     "PDPolicy": "nominal",
@@ -62,7 +62,7 @@ __all__ = [
     "PointMassParams",
     "ReplayBuffer",
     "RunConfig",
-    "SEED_MODE_NAMES",
+    "UPSTREAM_MODE_NAMES",
     "TD3",
     "TrainingSession",
     "format_eval_line",

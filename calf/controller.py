@@ -32,7 +32,7 @@ from calf.checkpoint import (
     write_checkpoint,
 )
 from calf.config import CALFConfig, TD3Config
-from calf.modes import Mode, mode_names, seed_name
+from calf.modes import Mode, mode_names, upstream_name
 from calf.replay import ReplayBuffer
 from calf.td3 import TD3
 from calf.validation import as_row_indices, as_state, as_state_batch
@@ -236,7 +236,7 @@ class CALFController:
         """The upstream API of ``select_action_with_mode``: with ``return_mode``, the mode as
         'td3' (certified) | 'relax' | 'fallback'."""
         action, mode = self.select_action_with_mode(state, exploration_noise)
-        return (action, seed_name(mode)) if return_mode else action
+        return (action, upstream_name(mode)) if return_mode else action
 
     def get_statistics(self) -> dict[str, Any]:
         """The training agent's counters and rates, and the certificate."""
@@ -252,7 +252,7 @@ class CALFController:
             "P_relax": self.P_relax,
             "q_cert": self.q_cert,
             "last_q": self.last_q,
-            "last_mode": None if self.last_mode is None else seed_name(self.last_mode),
+            "last_mode": None if self.last_mode is None else upstream_name(self.last_mode),
             "num_batch_agents": len(self.batch),
         }
 

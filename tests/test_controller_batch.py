@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from calf import CALFController, PDPolicy
 from calf.batch_policy import PerAgentLoop
-from calf.modes import SEED_MODE_NAMES, Mode
+from calf.modes import UPSTREAM_MODE_NAMES, Mode
 
 
 class LinearNominal:
@@ -235,7 +235,7 @@ def test_equivalence_rollouts_exercise_td3_relax_and_fallback() -> None:
     run()
     total = seen.sum()
     for code in (Mode.CERTIFIED, Mode.RELAX, Mode.FALLBACK):
-        assert seen[code] >= 0.05 * total, f"mode {SEED_MODE_NAMES[code]!r}: {seen.tolist()}"
+        assert seen[code] >= 0.05 * total, f"mode {UPSTREAM_MODE_NAMES[code]!r}: {seen.tolist()}"
     assert sum(examples_with_all_modes) >= 5
 
 
@@ -377,7 +377,7 @@ def test_batch_modes_are_names_of_codes() -> None:
         actions, codes = a.select_action_batch_codes(states)
         actions2, modes = b.select_action_batch(states, return_modes=True)
         np.testing.assert_array_equal(actions, actions2)
-        assert modes == [SEED_MODE_NAMES[c] for c in codes]
+        assert modes == [UPSTREAM_MODE_NAMES[c] for c in codes]
         np.testing.assert_array_equal(
             b.select_action_batch(states * 0), a.select_action_batch(states * 0)
         )
