@@ -29,9 +29,9 @@ from visuals.trails import (
     LineTrail,
     LineTrailGroup,
     TrailSet,
-    colors_to_uint8,
     select_ids,
 )
+from visuals.vertex_buffer import colors_to_uint8
 
 LUT = colors_to_uint8(MODE_COLORS)
 LOD = TrailLOD((2, 4, 7))  # the narrowest levels the rule allows (2, 2, 3 ages): small tests
@@ -965,7 +965,7 @@ def test_headless_lod_render_draws_the_full_trails_shape_and_nothing_else(
 
 
 def test_counted_views_count_every_write_however_it_is_spelled():
-    from visuals.trails import VERTEX_DTYPE, counted
+    from visuals.vertex_buffer import VERTEX_DTYPE, counted
 
     class Owner:
         bytes_written = 0

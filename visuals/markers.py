@@ -19,13 +19,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from visuals.drawable import Drawable, check_positive
 from visuals.palette import MODE_COLORS
-from visuals.trails import (
-    VERTEX_DTYPE,
-    check_push,
-    colors_to_uint8,
-    make_geom_node,
-    vertex_view,
-)
+from visuals.trails import check_push
+from visuals.vertex_buffer import VERTEX_DTYPE, colors_to_uint8, make_geom_node, vertex_view
 
 # World size of one marker pixel for the sphere reference (8 px -> 0.16 world units).
 SPHERE_WORLD_PER_PIXEL = 0.02
