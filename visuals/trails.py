@@ -36,8 +36,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from visuals.drawable import Drawable, check_positive
-from visuals.palette import MODE_COLORS
+from calf.validation import as_row_indices
+from visuals.drawable import Drawable, check_positions_and_modes, check_positive, check_positive_int
+from visuals.palette import MODE_COLORS, mode_color_table
 from visuals.trail_lod import SlotLayout, TrailLOD
 from visuals.vertex_buffer import (
     VERTEX_DTYPE,
@@ -46,61 +47,6 @@ from visuals.vertex_buffer import (
     make_geom_node,
     vertex_view,
 )
-
-
-def _mode_table(mode_colors: ArrayLike) -> NDArray[np.float32]:
-    table = np.asarray(mode_colors, dtype=np.float32)
-    if table.ndim != 2 or table.shape[1] != 4 or table.shape[0] < 1:
-        raise ValueError(f"mode_colors must be (n_modes, 4) RGBA rows, got shape {table.shape}")
-    if table.shape[0] > 127:
-        raise ValueError(f"at most 127 modes (stored as int8), got {table.shape[0]}")
-    return table
-
-
-def _check_positive_int(name: str, value: int) -> int:
-    if int(value) != value or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def select_ids(ids: ArrayLike, n: int) -> NDArray[np.int64]:
-    """Agent indices (any order, repeats allowed) or a bool mask of length ``n`` -> sorted unique
-    int64 indices; ValueError when out of range or the mask has the wrong length."""
-    a = np.asarray(ids)
-    if a.dtype == bool:
-        if a.shape != (n,):
-            raise ValueError(f"bool mask must have shape ({n},), got {a.shape}")
-        return np.flatnonzero(a).astype(np.int64)
-    a = a.reshape(-1)
-    if a.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if not np.issubdtype(a.dtype, np.integer):
-        if not np.issubdtype(a.dtype, np.floating) or np.any(a != np.round(a)):
-            raise ValueError(f"agent ids must be integers or a bool mask, got dtype {a.dtype}")
-    out = np.unique(a.astype(np.int64))
-    if out[0] < 0 or out[-1] >= n:
-        raise ValueError(f"agent ids must lie in [0, {n}), got {out[0]}..{out[-1]}")
-    return out
-
-
-def check_push(
-    positions: ArrayLike, modes: ArrayLike, n_agents: int, n_modes: int
-) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """Validated (n_agents, 3) float32 positions and (n_agents,) int64 mode codes."""
-    pos = np.asarray(positions, dtype=np.float32)
-    if pos.shape != (n_agents, 3):
-        raise ValueError(f"positions must have shape ({n_agents}, 3), got {pos.shape}")
-    if not np.all(np.isfinite(pos)):
-        raise ValueError("positions contain NaN or inf")
-    m = np.asarray(modes)
-    if m.shape != (n_agents,):
-        raise ValueError(f"modes must have shape ({n_agents},), got {m.shape}")
-    if m.size and not np.issubdtype(m.dtype, np.integer):
-        raise ValueError(f"modes must be integer mode codes, got dtype {m.dtype}")
-    m = m.astype(np.int64, copy=False)
-    if m.size and (m.min() < 0 or m.max() >= n_modes):
-        raise ValueError(f"mode codes must lie in [0, {n_modes}), got {m.min()}..{m.max()}")
-    return pos, m
 
 
 @runtime_checkable
@@ -148,12 +94,12 @@ class LineTrail(Drawable):
     ) -> None:
         from ursina import Entity, scene
 
-        self.max_points = _check_positive_int("max_points", max_points)
-        self.decimation = _check_positive_int("decimation", decimation)
-        self.rebuild_every = _check_positive_int("rebuild_every", rebuild_every)
-        self.max_segments = _check_positive_int("max_segments", max_segments)
+        self.max_points = check_positive_int("max_points", max_points)
+        self.decimation = check_positive_int("decimation", decimation)
+        self.rebuild_every = check_positive_int("rebuild_every", rebuild_every)
+        self.max_segments = check_positive_int("max_segments", max_segments)
         self.thickness = check_positive("thickness", thickness)
-        self.mode_colors = _mode_table(mode_colors)
+        self.mode_colors = mode_color_table(mode_colors)
         self.entity = Entity(parent=parent if parent is not None else scene)
         self._points: deque[tuple[float, float, float]] = deque(maxlen=self.max_points)
         self._modes: deque[int] = deque(maxlen=self.max_points)
@@ -273,11 +219,11 @@ class LineTrailGroup(Drawable):
     ) -> None:
         from ursina import Entity, scene
 
-        self.max_points = _check_positive_int("max_points", max_points)
-        self.decimation = _check_positive_int("decimation", decimation)
-        self.rebuild_every = _check_positive_int("rebuild_every", rebuild_every)
+        self.max_points = check_positive_int("max_points", max_points)
+        self.decimation = check_positive_int("decimation", decimation)
+        self.rebuild_every = check_positive_int("rebuild_every", rebuild_every)
         self.thickness = check_positive("thickness", thickness)
-        self.mode_colors = _mode_table(mode_colors)
+        self.mode_colors = mode_color_table(mode_colors)
         self.entity = Entity(parent=parent if parent is not None else scene)
         self.trails: list[LineTrail] = []
         self._retired = (0, 0)  # mesh updates and bytes of removed trails keep counting
@@ -312,7 +258,7 @@ class LineTrailGroup(Drawable):
 
     def remove_agents(self, ids: ArrayLike) -> None:
         """Destroy these trails; the others keep their order."""
-        drop = set(select_ids(ids, self.num_agents).tolist())
+        drop = set(as_row_indices(ids, self.num_agents, "agent ids").tolist())
         kept = []
         for i, trail in enumerate(self.trails):
             if i in drop:
@@ -324,12 +270,13 @@ class LineTrailGroup(Drawable):
         self.trails = kept
 
     def clear(self, ids: ArrayLike) -> None:
-        for i in select_ids(ids, self.num_agents):
+        """Empty these trails (episode ended)."""
+        for i in as_row_indices(ids, self.num_agents, "agent ids"):
             self.trails[i].clear()
 
     def push(self, positions: np.ndarray, modes: np.ndarray) -> None:
         """One step for every agent: each trail adds (and maybe rebuilds) on its own."""
-        pos, m = check_push(positions, modes, self.num_agents, len(self.mode_colors))
+        pos, m = check_positions_and_modes(positions, modes, self.num_agents, len(self.mode_colors))
         for trail, p, mode in zip(self.trails, pos, m, strict=True):
             trail.add_point(p, int(mode))
 
@@ -381,10 +328,10 @@ class BatchedTrailRenderer(Drawable):
             raise ValueError(f"max_agents must be a non-negative integer, got {max_agents!r}")
         if lod is not None and not isinstance(lod, TrailLOD):
             raise ValueError(f"lod must be a TrailLOD or None, got {lod!r}")
-        self.max_points = _check_positive_int("max_points", max_points)
-        self.decimation = _check_positive_int("decimation", decimation)
+        self.max_points = check_positive_int("max_points", max_points)
+        self.decimation = check_positive_int("decimation", decimation)
         self.thickness = check_positive("thickness", thickness)
-        self.mode_colors = _mode_table(mode_colors)
+        self.mode_colors = mode_color_table(mode_colors)
         self._lut = colors_to_uint8(self.mode_colors)
         self._lut_words = self._lut.view(np.uint32).reshape(-1)  # RGBA bytes as one word
         self.lod = lod
@@ -478,7 +425,7 @@ class BatchedTrailRenderer(Drawable):
 
     def remove_agents(self, ids: ArrayLike) -> None:
         """Drop these trails; the rest keep their order and move down into contiguous slots."""
-        drop = select_ids(ids, self.num_agents)
+        drop = as_row_indices(ids, self.num_agents, "agent ids")
         if drop.size == 0:
             return
         keep_mask = np.ones(self.num_agents, dtype=bool)
@@ -501,7 +448,7 @@ class BatchedTrailRenderer(Drawable):
 
     def clear(self, ids: ArrayLike) -> None:
         """Empty these trails (episode ended): their segments become degenerate."""
-        agents = select_ids(ids, self.num_agents)
+        agents = as_row_indices(ids, self.num_agents, "agent ids")
         if agents.size == 0:
             return
         self._kept[agents] = 0
@@ -514,7 +461,7 @@ class BatchedTrailRenderer(Drawable):
     def push(self, positions: np.ndarray, modes: np.ndarray) -> None:
         """One step for every agent: write the kept agents' new vertices and the few segment
         rows each push changes (``SlotLayout.push_writes``)."""
-        pos, m = check_push(positions, modes, self.num_agents, len(self._lut))
+        pos, m = check_positions_and_modes(positions, modes, self.num_agents, len(self._lut))
         n, S = self.num_agents, self.slots_per_agent
         if n == 0:
             return
