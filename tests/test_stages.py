@@ -11,11 +11,12 @@ from calf.config import RunConfig
 from calf.trainer import make_controller
 from visuals.config import TRAIL_SEGMENT_BUDGET, preset
 from visuals.heatmap import CriticHeatmap, LoopHeights
+from visuals.line_trails import LineTrailGroup
 from visuals.markers import BatchedMarkers, MarkerEntities
 from visuals.panel import CachedPanel, ReferencePanel
 from visuals.stages import build_stages
 from visuals.trail_lod import SlotLayout
-from visuals.trails import BatchedTrailRenderer, LineTrailGroup
+from visuals.trails import BatchedTrailRenderer
 
 _BUILT = []
 

@@ -28,11 +28,12 @@ from calf.config import RunConfig
 from calf.trainer import make_controller
 from visuals.config import preset
 from visuals.heatmap import CriticHeatmap, LoopHeights
+from visuals.line_trails import LineTrailGroup
 from visuals.markers import BatchedMarkers, MarkerEntities
 from visuals.panel import CachedPanel, ReferencePanel
 from visuals.probe import PythonWork
 from visuals.trail_lod import TrailLOD
-from visuals.trails import BatchedTrailRenderer, LineTrailGroup
+from visuals.trails import BatchedTrailRenderer
 
 SIZES = (5, 100)
 BASE = np.random.default_rng(7).uniform(-4.0, 4.0, size=(5, 2))
