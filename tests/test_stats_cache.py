@@ -117,18 +117,17 @@ class PanelMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def set_without_changing_the_text(self, data: st.DataObject) -> None:
-        """A new value whose text equals the current one: not dirty, no rebuild."""
+        """A new value whose text equals the current one: not dirty, no rebuild (``set`` says
+        so, and the next render's hit or miss, checked in ``render``, shows it)."""
         name = data.draw(st.sampled_from(NAMES))
         value = self.current.get(name)
         if isinstance(value, float) and not isinstance(value, np.floating):
             value = value + data.draw(st.sampled_from([0.0, 1e-13, -1e-13]))
         elif isinstance(value, tuple):
             value = tuple(value)  # an equal, new object
-        dirty_before = frozenset(self.cache._dirty)
         if shown(name, value) != shown(name, self.current.get(name)):
             return  # the perturbation crossed a rounding edge: not this rule's case
         assert self._set(name, value) is False
-        assert frozenset(self.cache._dirty) == dirty_before
 
     @rule(data=st.data())
     def set_an_equal_value_shown_differently(self, data: st.DataObject) -> None:
@@ -210,8 +209,10 @@ def test_force_render_shows_every_pending_value() -> None:
     cache.render()
     cache.update(q_value=2.0, fps=31.0, episode=3)
     values = {"q_value": 2.0, "fps": 31.0, "episode": 3}
-    assert cache.render(force=True) == build_panel_text(values)
-    assert not cache._dirty
+    text = cache.render(force=True)
+    assert text == build_panel_text(values)
+    hits = cache.hits
+    assert cache.render() is text and cache.hits == hits + 1  # nothing left pending
 
 
 def test_build_panel_text_has_one_labelled_line_per_field_and_dash_for_missing() -> None:
