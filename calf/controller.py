@@ -1,15 +1,14 @@
 """CALF: Critic As Lyapunov Function, a safe actor-critic controller on top of TD3.
 
 The rule itself (calf/certificate.py) is written once, vectorised over agents. The controller
-runs it for two kinds of agent sharing its networks:
+runs it for two kinds of agent sharing its networks, each call one actor and one critic forward
+then ``calf_step`` on the rows:
 
 - the training agent: ``select_action`` (its state is a ``CALFAgents`` of one row, shown as plain
   attributes: ``P_relax``, ``q_cert``, ``total_steps``...);
 - the batch agents: ``select_action_batch_codes`` acts for N of them at once, each row an
-  independent CALF agent (own certificate, own P_relax, own counters), with exactly one actor and
-  one critic forward per call and no Python loop over agents.
-
-Each call is one actor and one critic forward, then ``calf_step`` on the rows.
+  independent CALF agent (own certificate, own P_relax, own counters), with no Python loop over
+  agents.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from calf.validation import as_row_indices, as_state, as_state_batch
 NominalPolicy = Callable[[NDArray[np.float64]], ArrayLike]
 
 
-class TrainingAgentField:
+class _TrainingAgentField:
     """Row 0 of the controller's ``training_agent`` as a plain attribute (``controller.P_relax``,
     ``controller.total_steps``, ...), read and written as the number it stands for. The
     certificate reads None while the agent has none, as does ``last_q`` before the first step;
@@ -66,24 +65,24 @@ class TrainingAgentField:
         agent = controller.training_agent
         if self.name == "q_cert":
             agent.has_cert[0] = value is not None
-        getattr(agent, self.name)[0] = (
-            (np.nan if self.name == "last_q" else 0.0) if value is None else value
-        )
+        if value is None:  # no certificate (its fields read zero), no Q yet (NaN)
+            value = np.nan if self.name == "last_q" else 0.0
+        getattr(agent, self.name)[0] = value
 
 
 class CALFController:
     """A TD3 agent whose actions are certified by its critic, with a safe nominal fallback."""
 
     # The training agent's state, row 0 of ``training_agent``.
-    s_cert = TrainingAgentField()
-    a_cert = TrainingAgentField()
-    q_cert = TrainingAgentField()
-    P_relax = TrainingAgentField()
-    last_q = TrainingAgentField()  # Q(s, a) of the last select_action, for the panel
-    total_steps = TrainingAgentField()
-    certified_steps = TrainingAgentField()
-    relax_events = TrainingAgentField()
-    nominal_interventions = TrainingAgentField()
+    s_cert = _TrainingAgentField()
+    a_cert = _TrainingAgentField()
+    q_cert = _TrainingAgentField()
+    P_relax = _TrainingAgentField()
+    last_q = _TrainingAgentField()  # Q(s, a) of the last select_action, for the panel
+    total_steps = _TrainingAgentField()
+    certified_steps = _TrainingAgentField()
+    relax_events = _TrainingAgentField()
+    nominal_interventions = _TrainingAgentField()
 
     def __init__(
         self,
