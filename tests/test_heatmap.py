@@ -207,7 +207,7 @@ def test_batch_heights_equal_the_reference_height_formula(td3, data, setup, q2, 
     np.testing.assert_allclose(loop, formula, rtol=0, atol=1e-9)
 
 
-def test_both_height_sources_satisfy_the_protocol_and_the_seed_name_is_an_alias(td3):
+def test_both_height_sources_satisfy_the_protocol_and_the_upstream_name_is_an_alias(td3):
     hm = CriticHeatmap(td3, grid_size=3)
     sources: list[HeightSource] = [hm, LoopHeights(hm)]
     assert all(callable(src.heights) for src in sources)
