@@ -9,7 +9,7 @@ spelling, so a name another object also uses (``add``, ``push``) counts as used:
 miss a test-only name, never flag a used one.
 
 ``python tests/test_public_api.py`` prints every candidate, one ``module:qualname`` a line
-(``--all``: the upstream and measured exceptions too).
+(``--all``: the listed exceptions too).
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ UPSTREAM = {
 MEASURED = {
     "Drawable.set_visible": "perf/suites/bench_trails.py shows one trail set at a time",
     "CriticHeatmap.vertex_buffers_reference": "perf/suites/bench_heatmap.py's surface reference",
+}
+# Reached only from tests, in a module another change owns: to be settled there.
+PENDING = {
+    "run_rollouts": "calf/evaluation.py: the uninterrupted loop sliced evaluations are tested on",
 }
 
 
@@ -90,6 +94,7 @@ def names_reached_only_from_tests() -> list[str]:
         if qualname.rsplit(".", 1)[-1] not in used
         and qualname not in UPSTREAM
         and qualname not in MEASURED
+        and qualname not in PENDING
     ]
 
 
@@ -103,4 +108,5 @@ if __name__ == "__main__":
     if "--all" in sys.argv:
         UPSTREAM.clear()
         MEASURED.clear()
+        PENDING.clear()
     print("\n".join(names_reached_only_from_tests()))
