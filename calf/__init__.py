@@ -16,8 +16,8 @@ if TYPE_CHECKING:
     from calf.counters import ForwardCounter
     from calf.envs import PointMassBatch, PointMassEnv, PointMassParams, rk4_step, step_batch
     from calf.evaluation import Evaluator, format_eval_line
-    from calf.modes import SEED_MODE_NAMES, Mode, mode_names
-    from calf.nominal import PDPolicy, pd_nominal_policy
+    from calf.modes import UPSTREAM_MODE_NAMES, Mode, mode_names
+    from calf.nominal import PDPolicy
     from calf.replay import ReplayBuffer
     from calf.session import TrainingSession
     from calf.td3 import TD3, Actor, Critic
@@ -37,11 +37,10 @@ _HOME = {
     "PointMassParams": "envs",
     "rk4_step": "envs",
     "step_batch": "envs",
-    "SEED_MODE_NAMES": "modes",
+    "UPSTREAM_MODE_NAMES": "modes",
     "Mode": "modes",
     "mode_names": "modes",
     "PDPolicy": "nominal",
-    "pd_nominal_policy": "nominal",
     "ReplayBuffer": "replay",
     "TD3": "td3",
     "Actor": "td3",
@@ -63,12 +62,11 @@ __all__ = [
     "PointMassParams",
     "ReplayBuffer",
     "RunConfig",
-    "SEED_MODE_NAMES",
+    "UPSTREAM_MODE_NAMES",
     "TD3",
     "TrainingSession",
     "format_eval_line",
     "mode_names",
-    "pd_nominal_policy",
     "rk4_step",
     "step_batch",
 ]

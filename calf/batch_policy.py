@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from calf.controller import CALFController, NominalPolicy
-from calf.modes import Mode, mode_names
+from calf.modes import Mode
 from calf.td3 import TD3
 from calf.validation import as_row_indices, as_state_batch
 
@@ -125,13 +125,6 @@ class PerAgentLoop:
         for i, agent in enumerate(self.agents):
             actions[i], codes[i] = agent.select_action_with_mode(s[i], exploration_noise)
         return actions, codes
-
-    def select_action_batch(
-        self, states: ArrayLike, exploration_noise: float = 0.0, return_modes: bool = False
-    ) -> NDArray[np.float64] | tuple[NDArray[np.float64], list[str]]:
-        """Actions for N agents; with ``return_modes``, also their modes."""
-        actions, codes = self.select_action_batch_codes(states, exploration_noise)
-        return (actions, mode_names(codes)) if return_modes else actions
 
 
 class StatelessRows:

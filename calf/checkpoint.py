@@ -1,4 +1,5 @@
-"""Checkpoint files: atomic writes, ``weights_only=True`` reads, errors that name the file."""
+"""Checkpoint files: atomic writes, ``weights_only=True`` reads, errors that name the file, and
+the check of what a CALF controller keeps in one (``check_calf_entry``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import numpy as np
 import torch
 
 from calf.atomic import atomic_write
@@ -62,3 +64,56 @@ def require(path: str | os.PathLike[str], data: dict[str, Any], key: str) -> Any
     if key not in data:
         raise CheckpointError(path, f"missing entry {key!r}")
     return data[key]
+
+
+# The CALF entry of a controller's checkpoint: its parameters and P_relax (finite numbers), the
+# training agent's counters, and its certificate (s_cert, a_cert, q_cert; all None when it has
+# none).
+CALF_NUMBERS = (
+    "nu_bar",
+    "kappa_low_coef",
+    "kappa_up_coef",
+    "lambda_relax",
+    "relax_prob_init",
+    "P_relax",
+)
+CALF_COUNTS = ("total_steps", "certified_steps", "relax_events", "nominal_interventions")
+
+
+def check_calf_entry(
+    path: str | os.PathLike[str], calf: Any, state_dim: int, action_dim: int
+) -> dict[str, Any]:
+    """The checkpoint's 'calf' entry, checked and converted ({name: value} for every name of
+    ``CALF_NUMBERS``, ``CALF_COUNTS`` and the certificate); CheckpointError naming the first
+    problem otherwise."""
+    if not isinstance(calf, dict):
+        raise CheckpointError(path, "the 'calf' entry is not a dict")
+    staged: dict[str, Any] = {}
+    for name in CALF_NUMBERS:
+        value = require(path, calf, name)
+        if not isinstance(value, int | float) or not np.isfinite(value):
+            raise CheckpointError(path, f"{name} is not a finite number: {value!r}")
+        staged[name] = float(value)
+    for name in CALF_COUNTS:
+        value = require(path, calf, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise CheckpointError(path, f"{name} is not a count: {value!r}")
+        staged[name] = value
+    q_cert = require(path, calf, "q_cert")
+    s_cert, a_cert = require(path, calf, "s_cert"), require(path, calf, "a_cert")
+    if q_cert is None:
+        staged.update(q_cert=None, s_cert=None, a_cert=None)
+        return staged
+    if not isinstance(q_cert, int | float) or not np.isfinite(q_cert):
+        raise CheckpointError(path, f"q_cert is not a finite number: {q_cert!r}")
+    try:
+        s_arr = np.asarray(s_cert, dtype=np.float64).reshape(state_dim)
+        a_arr = np.asarray(a_cert, dtype=np.float64).reshape(action_dim)
+    except (TypeError, ValueError):
+        raise CheckpointError(
+            path, f"certificate does not fit state_dim={state_dim}, action_dim={action_dim}"
+        ) from None
+    if not (np.isfinite(s_arr).all() and np.isfinite(a_arr).all()):
+        raise CheckpointError(path, "certificate contains NaN or inf")
+    staged.update(q_cert=float(q_cert), s_cert=s_arr, a_cert=a_arr)
+    return staged

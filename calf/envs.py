@@ -13,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from calf.config import EnvConfig
 from calf.validation import as_row_indices
 
 Array = NDArray[np.float64]
@@ -20,12 +21,15 @@ Array = NDArray[np.float64]
 
 @dataclass(frozen=True)
 class PointMassParams:
-    dt: float = 0.01
-    max_action: float = 5.0
-    goal_radius: float = 0.2
-    init_range: float = 4.0  # reset draws x and v uniformly in [-init_range, init_range]
-    boundary: float = 10.0  # leaving |x| or |v| <= boundary truncates the episode
-    max_steps: int = 1000
+    """The point mass's constants; the defaults are the run's (``EnvConfig``, whose help texts
+    say what each one means)."""
+
+    dt: float = EnvConfig.dt
+    max_action: float = EnvConfig.max_action
+    goal_radius: float = EnvConfig.goal_radius
+    init_range: float = EnvConfig.init_range
+    boundary: float = EnvConfig.boundary
+    max_steps: int = EnvConfig.max_steps
 
 
 def dynamics(states: Array, actions: Array) -> Array:

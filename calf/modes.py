@@ -1,7 +1,7 @@
 """The mode of one step: what the CALF rule did with the actor's proposal.
 
 Code paths carry modes as ``Mode`` values (an ``IntEnum``, so arrays of them are plain int8 codes
-that index colour tables). The seeds' public string API (``select_action(..., return_mode=True)``,
+that index colour tables). The upstream public string API (``select_action(..., return_mode=True)``,
 ``select_action_batch(..., return_modes=True)``) keeps their names: ``'td3'`` for certified,
 ``'relax'``, ``'fallback'``.
 """
@@ -21,18 +21,18 @@ class Mode(IntEnum):
     UNCHECKED = 3  # no certificate was asked about: warm-up random actions, TD3-only steps
 
 
-# The seeds' names of the three CALF modes, indexed by Mode value.
-SEED_MODE_NAMES: tuple[str, str, str] = ("td3", "relax", "fallback")
-_SEED_NAMES = np.array(SEED_MODE_NAMES, dtype=object)
+# The upstream names of the three CALF modes, indexed by Mode value.
+UPSTREAM_MODE_NAMES: tuple[str, str, str] = ("td3", "relax", "fallback")
+_UPSTREAM_NAMES = np.array(UPSTREAM_MODE_NAMES, dtype=object)
 
 
-def seed_name(mode: Mode) -> str:
-    """The seeds' name of a CALF mode ('td3' | 'relax' | 'fallback')."""
+def upstream_name(mode: Mode) -> str:
+    """The upstream name of a CALF mode ('td3' | 'relax' | 'fallback')."""
     if mode is Mode.UNCHECKED:
         raise ValueError("an unchecked step has no CALF mode name")
-    return SEED_MODE_NAMES[mode]
+    return UPSTREAM_MODE_NAMES[mode]
 
 
 def mode_names(codes: NDArray[np.integer]) -> list[str]:
     """CALF mode codes (0, 1, 2) -> ['td3' | 'relax' | 'fallback', ...]."""
-    return _SEED_NAMES[np.asarray(codes, dtype=np.intp)].tolist()
+    return _UPSTREAM_NAMES[np.asarray(codes, dtype=np.intp)].tolist()

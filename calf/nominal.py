@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-if TYPE_CHECKING:
-    from calf.config import RunConfig
+from calf.config import EnvConfig, NominalConfig, RunConfig
 
 
 @dataclass(frozen=True)
 class PDPolicy:
-    """a = clip(-kp * x - kd * v); accepts one state (2,) -> (1,) or a batch (N, 2) -> (N, 1)."""
+    """a = clip(-kp * x - kd * v); accepts one state (2,) -> (1,) or a batch (N, 2) -> (N, 1).
+    The defaults are the run's (``RunConfig``)."""
 
-    max_action: float = 5.0
-    kp: float = 2.0
-    kd: float = 0.4
+    max_action: float = EnvConfig.max_action
+    kp: float = NominalConfig.kp
+    kd: float = NominalConfig.kd
     # Tells CALFController it may pass all uncertified rows in one call.
     accepts_batch: bool = True
 
@@ -29,12 +28,6 @@ class PDPolicy:
         a = -self.kp * s[..., 0:1] - self.kd * s[..., 1:2]
         # np.minimum/np.maximum: np.clip's values at half its cost on small arrays.
         return np.minimum(np.maximum(a, -self.max_action), self.max_action)
-
-
-def pd_nominal_policy(max_action: float = 5.0, kp: float = 2.0, kd: float = 0.4) -> PDPolicy:
-    """A PD nominal policy; these gains (damping ratio 0.14) are the historical ones and reach
-    the goal from few reset states: runs take theirs from the config (``pd_from_config``)."""
-    return PDPolicy(max_action=max_action, kp=kp, kd=kd)
 
 
 def pd_from_config(cfg: RunConfig) -> PDPolicy:

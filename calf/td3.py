@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike, NDArray
 from torch import nn
 
 from calf.checkpoint import CheckpointError, read_checkpoint, require, write_checkpoint
+from calf.config import TD3Config
 from calf.counters import ForwardCounter
 from calf.flat import FlatParams
 from calf.fused_update import FusedUpdate
@@ -43,7 +44,13 @@ def _mlp(x: torch.Tensor, layers: tuple[nn.Linear, ...]) -> torch.Tensor:
 class Actor(nn.Module):
     """s -> a in [-max_action, max_action]."""
 
-    def __init__(self, state_dim: int, action_dim: int, max_action: float, hidden_dim: int = 64):
+    def __init__(
+        self,
+        state_dim: int,
+        action_dim: int,
+        max_action: float,
+        hidden_dim: int = TD3Config.hidden_dim,
+    ):
         super().__init__()
         self.net = nn.Sequential(
             nn.Linear(state_dim, hidden_dim),
@@ -79,7 +86,7 @@ class Critic(nn.Module):
     flat tensor with the heads' weights stacked layer by layer (``self.flat``), so the fused
     update runs both heads as one batched matmul (``calf.twin_critic``)."""
 
-    def __init__(self, state_dim: int, action_dim: int, hidden_dim: int = 64):
+    def __init__(self, state_dim: int, action_dim: int, hidden_dim: int = TD3Config.hidden_dim):
         super().__init__()
 
         def head() -> nn.Sequential:
@@ -190,21 +197,22 @@ class TD3:
         state_dim: int,
         action_dim: int,
         max_action: float,
-        hidden_dim: int = 64,
-        lr: float = 3e-4,
-        discount: float = 0.99,
-        tau: float = 0.005,
-        policy_noise: float = 0.2,
-        noise_clip: float = 0.5,
-        policy_delay: int = 2,
+        hidden_dim: int = TD3Config.hidden_dim,
+        lr: float = TD3Config.lr,
+        discount: float = TD3Config.discount,
+        tau: float = TD3Config.tau,
+        policy_noise: float = TD3Config.policy_noise,
+        noise_clip: float = TD3Config.noise_clip,
+        policy_delay: int = TD3Config.policy_delay,
         device: str | torch.device = "cpu",
         seed: int | None = None,
         rng: np.random.Generator | None = None,
         dtype: torch.dtype = torch.float32,
-        fused_update: bool = True,
+        fused_update: bool = TD3Config.fused_update,
     ) -> None:
-        """``fused_update``: train with ``FusedUpdate`` (default) or ``ReferenceUpdate``; both
-        compute the same step to float rounding and read and write the same checkpoints."""
+        """The defaults are the run's (``TD3Config``). ``fused_update``: train with
+        ``FusedUpdate`` (default) or ``ReferenceUpdate``; both compute the same step to float
+        rounding and read and write the same checkpoints."""
         self.state_dim = int(state_dim)
         self.action_dim = int(action_dim)
         self.max_action = float(max_action)
@@ -311,7 +319,9 @@ class TD3:
         return self.act_tensor(self.to_tensor(s), noise).cpu().numpy().astype(np.float64)
 
     # ---------------------------------------------------------------- learning
-    def train(self, replay: ReplayBuffer, batch_size: int = 256) -> dict[str, float | None]:
+    def train(
+        self, replay: ReplayBuffer, batch_size: int = TD3Config.batch_size
+    ) -> dict[str, float | None]:
         """One TD3 gradient step; the actor and targets move every ``policy_delay`` steps.
 
         Returns the critic loss and, on policy steps, the actor loss (else None).

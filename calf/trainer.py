@@ -7,66 +7,19 @@ for ``python -m calf`` and the visual trainer and adds evaluations and the run f
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from calf.config import ALGOS, RunConfig, apply_overrides
+from calf.config import ALGOS, RunConfig
 from calf.controller import CALFController
-from calf.envs import PointMassEnv, PointMassParams
+from calf.envs import PointMassEnv
 from calf.modes import Mode
 from calf.nominal import pd_from_config
 from calf.replay import ReplayBuffer
 
-__all__ = [
-    "ALGOS",
-    "AgentTrainer",
-    "StepResult",
-    "TrainerConfig",
-    "as_run_config",
-    "make_controller",
-]
-
-
-@dataclass
-class TrainerConfig:
-    """The earlier trainer settings, kept so existing callers work; new code uses
-    ``RunConfig``, and every setting not named here takes ``RunConfig``'s default."""
-
-    algo: str = "calf"  # "calf", or "td3" for the plain TD3 agent (no certificate)
-    seed: int = 0
-    device: str = "cpu"
-    env: PointMassParams = field(default_factory=PointMassParams)
-    learning_starts: int = 1000  # random actions until then, and no updates
-    batch_size: int = 256
-    exploration_noise: float = 0.1
-    replay_capacity: int = 100_000
-    learn: bool = True  # False: act only (evaluation)
-
-    def __post_init__(self) -> None:
-        if self.algo not in ALGOS:
-            raise ValueError(f"algo must be one of {ALGOS}, got {self.algo!r}")
-
-    def to_run_config(self) -> RunConfig:
-        """These settings over ``RunConfig``'s defaults."""
-        values: dict[str, object] = {f"env.{k}": v for k, v in self.env.__dict__.items()}
-        values.update(
-            {
-                "train.algo": self.algo,
-                "train.seed": self.seed,
-                "train.device": self.device,
-                "td3.learning_starts": self.learning_starts,
-                "td3.batch_size": self.batch_size,
-                "td3.exploration_noise": self.exploration_noise,
-                "td3.replay_capacity": self.replay_capacity,
-            }
-        )
-        return apply_overrides(RunConfig(), values)
-
-
-def as_run_config(cfg: RunConfig | TrainerConfig) -> RunConfig:
-    """A ``RunConfig`` as given, or the one a legacy ``TrainerConfig`` stands for."""
-    return cfg if isinstance(cfg, RunConfig) else cfg.to_run_config()
+__all__ = ["ALGOS", "AgentTrainer", "StepResult", "make_controller"]
 
 
 @dataclass
@@ -81,47 +34,41 @@ class StepResult:
     terminated: bool = False  # the episode ended in the goal radius
 
 
-def make_controller(cfg: RunConfig | TrainerConfig) -> CALFController:
-    """The CALF controller (networks, certificate, nominal fallback) the config describes."""
-    c = as_run_config(cfg)
-    t, calf = c.td3, c.calf
-    return CALFController(
-        2,
-        1,
-        c.env.max_action,
-        pd_from_config(c),
-        nu_bar=calf.nu_bar,
-        kappa_low_coef=calf.kappa_low_coef,
-        kappa_up_coef=calf.kappa_up_coef,
-        lambda_relax=calf.lambda_relax,
-        relax_prob_init=calf.relax_prob_init,
-        hidden_dim=t.hidden_dim,
-        lr=t.lr,
-        device=c.train.device,
-        seed=c.train.seed,
-        discount=t.discount,
-        tau=t.tau,
-        policy_noise=t.policy_noise,
-        noise_clip=t.noise_clip,
-        policy_delay=t.policy_delay,
-        fused_update=t.fused_update,
-    )
+def make_controller(cfg: RunConfig, **overrides: Any) -> CALFController:
+    """The CALF controller (networks, certificate, nominal fallback) the config describes;
+    ``overrides`` replace or add ``CALFController`` arguments (tests: a float64 ``dtype``,
+    injected generators, other CALF parameters)."""
+    t, calf = cfg.td3, cfg.calf
+    settings: dict[str, Any] = {
+        "nu_bar": calf.nu_bar,
+        "kappa_low_coef": calf.kappa_low_coef,
+        "kappa_up_coef": calf.kappa_up_coef,
+        "lambda_relax": calf.lambda_relax,
+        "relax_prob_init": calf.relax_prob_init,
+        "hidden_dim": t.hidden_dim,
+        "lr": t.lr,
+        "device": cfg.train.device,
+        "seed": cfg.train.seed,
+        "discount": t.discount,
+        "tau": t.tau,
+        "policy_noise": t.policy_noise,
+        "noise_clip": t.noise_clip,
+        "policy_delay": t.policy_delay,
+        "fused_update": t.fused_update,
+    }
+    return CALFController(2, 1, cfg.env.max_action, pd_from_config(cfg), **settings | overrides)
 
 
 class AgentTrainer:
     """One training agent on a PointMassEnv, learning from its own transitions.
 
-    ``learn=False`` acts only (no replay, no updates, no exploration noise); by default it is
-    ``TrainerConfig.learn`` for a legacy config and True for a ``RunConfig``."""
+    ``learn=False`` acts only (no replay, no updates, no exploration noise)."""
 
     def __init__(
-        self,
-        cfg: RunConfig | TrainerConfig,
-        controller: CALFController | None = None,
-        learn: bool | None = None,
+        self, cfg: RunConfig, controller: CALFController | None = None, learn: bool = True
     ) -> None:
-        self.cfg = as_run_config(cfg)
-        self.learn = learn if learn is not None else getattr(cfg, "learn", True)
+        self.cfg = cfg
+        self.learn = learn
         self.controller = controller or make_controller(self.cfg)
         self.env = PointMassEnv(self.cfg.env.params())
         self.replay = ReplayBuffer(2, 1, self.cfg.td3.replay_capacity)

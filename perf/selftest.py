@@ -51,10 +51,10 @@ def _loop(kind: str) -> str:
 
 CATALOGUE: tuple[Regression, ...] = (
     Regression(
-        "policy: certificate check row by row", _loop("policy"), "calf/controller.py",
-        "        certified = q - b.q_cert >= self.nu_bar\n",
-        "        certified = np.array([q[i] - b.q_cert[i] >= self.nu_bar"
-        " for i in range(n)], bool)\n",
+        "policy: certificate check row by row", _loop("policy"), "calf/certificate.py",
+        "    certified = q - agents.q_cert >= rule.nu_bar\n",
+        "    certified = np.array([q[i] - agents.q_cert[i] >= rule.nu_bar"
+        " for i in range(len(q))], bool)\n",
         ("stage-calls",),
     ),
     Regression(
@@ -121,7 +121,9 @@ CATALOGUE: tuple[Regression, ...] = (
         "    total = controller.total_steps\n",
         "    total = controller.total_steps\n"
         "    if state is not None and controller.last_q is not None:\n"
-        "        controller._q1(np.asarray(state, dtype=np.float64).reshape(-1), np.zeros(1))\n",
+        "        td3 = controller.td3\n"
+        "        s_t = td3.to_tensor(np.asarray(state, dtype=np.float64).reshape(1, -1))\n"
+        "        td3.critic(s_t, td3.to_tensor(np.zeros((1, 1))), q1_only=True)\n",
         ("budgets",),
     ),
     Regression(

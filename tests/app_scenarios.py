@@ -76,15 +76,17 @@ def keys(out: Path) -> dict[str, Any]:
 def episode_end(out: Path) -> dict[str, Any]:
     """A visual agent that reaches the goal is reset: its state, certificate and trail, and
     only that row."""
+    from trail_readback import drawn_trails  # beside this script: on sys.path
+
     app = _app(out, "--agents", "4", "--frames", "1000")
     _steps(app, 10)
     target = 2
     before_states = app.agents.env.states.copy()
-    before_len = [len(app.agents.trails.polyline(i)[0]) for i in range(4)]
+    before_len = [len(points) for points, _ in drawn_trails(app.agents.trails)]
     app.agents.env.states[target] = [0.0, 0.0]  # inside the goal radius after one step
     steps_before = app.agents.env.steps.copy()
     _steps(app, 1)
-    after_len = [len(app.agents.trails.polyline(i)[0]) for i in range(4)]
+    after_len = [len(points) for points, _ in drawn_trails(app.agents.trails)]
     return {
         "steps_before": steps_before.tolist(),
         "steps_after": app.agents.env.steps.tolist(),

@@ -9,9 +9,12 @@ import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from trail_readback import drawn_trails
 
-from calf import CALFController, PointMassBatch, PointMassParams, pd_nominal_policy
+from calf import CALFController, PointMassBatch, PointMassParams
 from calf.batch_policy import PerAgentLoop
+from calf.config import RunConfig
+from calf.trainer import make_controller
 from visuals.agents import VisualAgents
 from visuals.coords import PlaneMapping
 from visuals.heatmap import CriticHeatmap
@@ -37,7 +40,7 @@ def no_stage(_name: str) -> nullcontext[None]:
 
 
 def make_agents(n: int, loop: bool = False, seed: int = 0) -> tuple[VisualAgents, CriticHeatmap]:
-    ctrl = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=seed)
+    ctrl = make_controller(RunConfig(), seed=seed)
     env = PointMassBatch(n, PointMassParams(max_steps=40), rng=np.random.default_rng(seed))
     policy = PerAgentLoop(ctrl) if loop else ctrl
     trails = BatchedTrailRenderer(max_agents=2, max_points=16)
@@ -83,11 +86,12 @@ class AgentRows(RuleBasedStateMachine):
             drop = []
         keep = [i for i in range(n) if i not in drop]
         states = self.agents.states[keep].copy()
-        trails = [self.agents.trails.polyline(i)[0] for i in keep]
+        drawn = drawn_trails(self.agents.trails)
+        trails = [drawn[i][0] for i in keep]
         self.agents.remove(np.array(drop, dtype=int))
         np.testing.assert_array_equal(self.agents.states, states)
-        for i, trail in enumerate(trails):
-            np.testing.assert_array_equal(self.agents.trails.polyline(i)[0], trail)
+        for (points, _), trail in zip(drawn_trails(self.agents.trails), trails, strict=True):
+            np.testing.assert_array_equal(points, trail)
 
     @rule(data=st.data())
     def reset(self, data: st.DataObject) -> None:
@@ -96,8 +100,9 @@ class AgentRows(RuleBasedStateMachine):
             return
         which = data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=n, unique=True))
         self.agents.reset(which)
+        drawn = drawn_trails(self.agents.trails)
         for i in which:
-            assert len(self.agents.trails.polyline(i)[0]) == 0
+            assert len(drawn[i][0]) == 0
             assert self.agents.env.steps[i] == 0
         ctrl = self.agents.policy
         assert isinstance(ctrl, CALFController)
@@ -126,10 +131,10 @@ def test_a_finished_row_starts_over_alone(ursina_app, loop):
     for _ in range(3):
         agents.step(heatmap, no_stage)
     agents.env.states[2] = [0.0, 0.0]  # inside the goal radius after one step
-    lengths = [len(agents.trails.polyline(i)[0]) for i in range(4)]
+    lengths = [len(points) for points, _ in drawn_trails(agents.trails)]
     agents.step(heatmap, no_stage)
     assert agents.env.steps.tolist() == [4, 4, 0, 4]
-    assert [len(agents.trails.polyline(i)[0]) for i in range(4)] == [
+    assert [len(points) for points, _ in drawn_trails(agents.trails)] == [
         lengths[0] + 1,
         lengths[1] + 1,
         0,

@@ -138,10 +138,11 @@ def test_total_draw_calls_are_the_same_at_5_and_50_agents(tmp_path):
 
 
 def test_eval_runs_a_checkpoint_without_learning(tmp_path):
-    from calf.trainer import TrainerConfig, make_controller
+    from calf.config import RunConfig
+    from calf.trainer import make_controller
 
     ckpt = tmp_path / "agent.pt"
-    make_controller(TrainerConfig(seed=3)).save(ckpt)
+    make_controller(RunConfig(), seed=3).save(ckpt)
     stamp = ckpt.stat().st_mtime_ns
     r = scenario("eval_run", tmp_path / "out", str(ckpt))
     assert r["weights_unchanged"]
@@ -173,12 +174,12 @@ def test_bad_options_give_one_line_and_a_nonzero_exit(tmp_path, args, message):
 def test_corrupt_or_foreign_checkpoints_are_refused_and_nothing_is_overwritten(tmp_path):
     import torch
 
-    from calf import CALFController, pd_nominal_policy
+    from calf import CALFController, PDPolicy
 
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint at all")
     other = tmp_path / "other.pt"
-    CALFController(3, 1, 5.0, pd_nominal_policy(), seed=0).save(other)  # another state size
+    CALFController(3, 1, 5.0, PDPolicy(), seed=0).save(other)  # another state size
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(3)}, foreign)
     for path, words in (

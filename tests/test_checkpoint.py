@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from calf import TD3, CALFController, ReplayBuffer, pd_nominal_policy
+from calf import TD3, CALFController, PDPolicy, ReplayBuffer
 from calf import checkpoint as ckpt
 from calf.checkpoint import CheckpointError, read_checkpoint, write_checkpoint
+from calf.config import RunConfig
+from calf.trainer import make_controller
 
 CALF_FIELDS = (
     "nu_bar",
@@ -35,7 +37,7 @@ CALF_FIELDS = (
 
 def trained_controller(seed: int = 0, **kw) -> CALFController:
     """A controller with non-default weights, optimiser moments and CALF state."""
-    ctrl = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=seed, **kw)
+    ctrl = make_controller(RunConfig(), seed=seed, **kw)
     replay = ReplayBuffer(2, 1, 200)
     rng = np.random.default_rng(seed)
     for _ in range(64):
@@ -81,7 +83,7 @@ def test_calf_round_trip_restores_weights_optimisers_and_calf_state(tmp_path: Pa
     assert src.q_cert is not None and src.td3.actor_optimizer.state  # non-trivial state
     path = tmp_path / "agent.pt"
     src.save(path)
-    dst = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=99)
+    dst = make_controller(RunConfig(), seed=99)
     dst.load(path)
     assert_same(snapshot(dst), snapshot(src))
     # The restored networks act exactly as the saved ones (the generators are not saved).
@@ -101,7 +103,7 @@ def test_td3_round_trip(tmp_path: Path) -> None:
 def test_load_keeps_forward_counter_hooks(tmp_path: Path) -> None:
     src = trained_controller(2)
     src.save(tmp_path / "a.pt")
-    dst = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=3)
+    dst = make_controller(RunConfig(), seed=3)
     dst.load(tmp_path / "a.pt")
     dst.td3.forward_counter.reset()
     dst.select_action([1.0, 1.0])
@@ -205,14 +207,14 @@ def _bad_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "total_it is not an integer",
     )
     # A checkpoint of an agent with another state size (3-D states).
-    other = CALFController(3, 1, 5.0, pd_nominal_policy(), seed=0)
-    other.update_certificate([1.0, 2.0, 3.0], [0.0], q_value=-1.0)
+    other = CALFController(3, 1, 5.0, PDPolicy(), seed=0)
+    other.select_action([1.0, 2.0, 3.0])  # a first step is certified: a 3-D certificate
     other.save(tmp_path / "state3.pt")
     cases["wrong state size"] = (tmp_path / "state3.pt", "does not fit|does not match")
-    big = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=0, hidden_dim=32)
+    big = make_controller(RunConfig(), hidden_dim=32)
     big.save(tmp_path / "hidden32.pt")
     cases["wrong hidden size"] = (tmp_path / "hidden32.pt", "network shape .* does not match")
-    f64 = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=0, dtype=torch.float64)
+    f64 = make_controller(RunConfig(), dtype=torch.float64)
     f64.save(tmp_path / "f64.pt")
     cases["wrong dtype"] = (tmp_path / "f64.pt", "does not match")
     return cases
@@ -309,7 +311,7 @@ def test_failed_save_leaves_the_old_file_intact_and_no_temporary(
     monkeypatch.setattr(ckpt.torch, "save", real_save)
     assert path.read_bytes() == old_bytes
     assert sorted(p.name for p in tmp_path.iterdir()) == ["agent.pt"]
-    fresh = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=0)
+    fresh = make_controller(RunConfig())
     fresh.load(path)
     assert_same(snapshot(fresh), snapshot(old))
 

@@ -1,5 +1,5 @@
-"""The single-agent CALF rule (``CALFController.select_action``), checked step by step against a
-plain scalar re-statement of the rule written here, independent of the controller's internals:
+"""The training agent's CALF rule (``CALFController.select_action``), checked step by step against
+a plain scalar re-statement of the rule written here, independent of the controller's internals:
 
     a = clip(actor(s) + noise);  q = Q1(s, a)
     certified <=> no certificate, or q - q_dag >= nu_bar and kl |s|^2 <= -q <= ku |s|^2
@@ -17,19 +17,24 @@ import numpy as np
 import pytest
 import torch
 
-from calf import CALFController, ReplayBuffer, pd_nominal_policy
+from calf import CALFController, ReplayBuffer
+from calf.config import RunConfig
+from calf.trainer import make_controller
+
+KP, KD = RunConfig().nominal.kp, RunConfig().nominal.kd
 
 
 class ScriptedRng:
-    """Stands in for a numpy Generator: ``random()`` returns the scripted draws in order."""
+    """Stands in for a numpy Generator: ``random(size)`` returns the next ``size`` scripted
+    draws, in order."""
 
     def __init__(self, draws: list[float]) -> None:
         self._draws: Iterator[float] = iter(draws)
         self.calls = 0
 
-    def random(self) -> float:
+    def random(self, size: int) -> np.ndarray:
         self.calls += 1
-        return next(self._draws)
+        return np.array([next(self._draws) for _ in range(size)])
 
 
 @dataclass
@@ -72,11 +77,13 @@ class PlainAgent:
 
 
 def pd(s: list[float]) -> list[float]:
-    return [-2.0 * s[0] - 0.4 * s[1]]
+    """The run's PD fallback, before clipping."""
+    return [-KP * s[0] - KD * s[1]]
 
 
 def make(dtype: torch.dtype = torch.float64, seed: int = 0, q_bias: float = 0.0, **kw):
-    ctrl = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=seed, dtype=dtype, **kw)
+    """The run's controller (float64 networks unless asked) with ``kw`` CALF parameters."""
+    ctrl = make_controller(RunConfig(), seed=seed, dtype=dtype, **kw)
     with torch.no_grad():
         ctrl.td3.critic.q1_net[-1].bias += q_bias
     return ctrl
@@ -149,88 +156,13 @@ def test_select_action_follows_the_plain_calf_rule_step_by_step(params, noise) -
     assert modes == {"td3", "relax", "fallback"}, modes
 
 
-# ---------------------------------------------------------------- certificate cases
-@pytest.mark.parametrize(
-    ("q_cert", "q", "expected", "why"),
-    [
-        (-1.0, -0.5, True, "decrease 0.5 >= nu_bar, -q inside the bounds"),
-        (-1.0, -1.0, False, "no decrease"),
-        (-1.0, -0.995, False, "decrease 0.005 < nu_bar"),
-        (-1.0, -0.05, False, "-q below kappa_low |s|^2 = 0.1"),
-        (-1.0, -0.1, True, "-q exactly at kappa_low |s|^2 (inclusive)"),
-        (-20.0, -12.0, False, "-q above kappa_up |s|^2 = 10"),
-        (-20.0, -10.0, True, "-q exactly at kappa_up |s|^2 (inclusive)"),
-        (-1.0, 0.5, False, "q > 0: -q below any non-negative lower bound"),
-    ],
-)
-def test_certificate_cases(q_cert: float, q: float, expected: bool, why: str) -> None:
-    ctrl = make(nu_bar=0.01, kappa_low_coef=0.1, kappa_up_coef=10.0)
-    s = np.array([1.0, 0.0])  # |s|^2 = 1
-    assert ctrl.check_lyapunov_certificate(s, [0.0], q_value=q)  # no certificate yet
-    ctrl.update_certificate([0.5, 0.5], [1.0], q_value=q_cert)
-    plain = PlainAgent(0.01, 0.1, 10.0, 1.0, 1.0, q_cert=q_cert)
-    assert plain.certified([1.0, 0.0], q) is expected, why
-    assert ctrl.check_lyapunov_certificate(s, [0.0], q_value=q) is expected, why
-
-
-def test_certificate_with_zero_state_needs_q_exactly_zero() -> None:
-    ctrl = make(nu_bar=-1.0, kappa_low_coef=0.1, kappa_up_coef=10.0)
-    ctrl.update_certificate([1.0, 1.0], [0.0], q_value=-0.5)
-    assert ctrl.check_lyapunov_certificate([0.0, 0.0], [0.0], q_value=0.0)
-    assert not ctrl.check_lyapunov_certificate([0.0, 0.0], [0.0], q_value=-1e-9)
-
-
-def test_check_certificate_computes_q_when_not_given() -> None:
-    ctrl = make(nu_bar=0.0, kappa_low_coef=0.0, kappa_up_coef=1e6, q_bias=-1.0)
-    counter = ctrl.td3.forward_counter
-    s, a = [1.0, 2.0], [0.3]
-    assert ctrl.check_lyapunov_certificate(s, a)  # no certificate: no critic call
-    assert counter.count() == 0
-    q = _critic_q(ctrl, s, a)
-    assert q < 0
-    for q_cert, expected in ((q - 1.0, True), (q + 1.0, False)):
-        ctrl.update_certificate([0.0, 1.0], [0.0], q_value=q_cert)
-        counter.reset()
-        assert ctrl.check_lyapunov_certificate(s, a) is expected
-        assert counter.count(module="critic") == 1 and counter.count() == 1
-
-
-def _critic_q(ctrl: CALFController, s: list[float], a: list[float]) -> float:
-    with torch.no_grad():
-        q1, _ = ctrl.td3.critic(
-            torch.tensor([s], dtype=torch.float64), torch.tensor([a], dtype=torch.float64)
-        )
-    return float(q1[0, 0])
-
-
-def test_update_certificate_without_q_computes_it_with_one_critic_forward() -> None:
-    ctrl = make()
-    s, a = [1.5, -0.5], [2.0]
-    want = _critic_q(ctrl, s, a)
-    counter = ctrl.td3.forward_counter
-    counter.reset()
-    ctrl.update_certificate(s, a)
-    assert counter.count(module="critic") == 1 and counter.count() == 1
-    assert ctrl.q_cert == want
-    assert ctrl.s_cert.tolist() == s and ctrl.a_cert.tolist() == a
-    counter.reset()
-    ctrl.update_certificate(s, a, q_value=-3.0)
-    assert counter.count() == 0 and ctrl.q_cert == -3.0
-
-
-def test_update_certificate_copies_its_inputs() -> None:
-    ctrl = make()
-    s, a = np.array([1.0, 2.0]), np.array([0.5])
-    ctrl.update_certificate(s, a, q_value=-1.0)
-    s[0], a[0] = 9.0, 9.0
-    assert ctrl.s_cert.tolist() == [1.0, 2.0] and ctrl.a_cert.tolist() == [0.5]
-
-
 # ---------------------------------------------------------------- relax vs fallback
 def _uncertified_controller(p_relax: float, draws: list[float]) -> tuple[CALFController, list]:
-    """A controller whose next step is uncertified (nu_bar impossible to meet)."""
-    ctrl = make(nu_bar=1e9, relax_prob_init=p_relax, lambda_relax=0.5)
-    ctrl.update_certificate([1.0, 1.0], [0.0], q_value=0.0)
+    """A controller with a certificate whose next step is uncertified (nu_bar impossible to
+    meet): P_relax = ``p_relax`` now, halving every step; its counters start from zero."""
+    ctrl = make(nu_bar=1e9, relax_prob_init=2 * p_relax, lambda_relax=0.5)
+    ctrl.select_action([1.0, 1.0])  # the first step is certified: no draw
+    ctrl.total_steps = ctrl.certified_steps = 0
     ctrl.relax_rng = ScriptedRng(draws)  # type: ignore[assignment]
     return ctrl, draws
 
@@ -240,7 +172,7 @@ def _uncertified_controller(p_relax: float, draws: list[float]) -> tuple[CALFCon
 )
 def test_relax_or_fallback_by_the_injected_draw(u: float, mode: str) -> None:
     ctrl, _ = _uncertified_controller(0.5, [u])
-    s = np.array([1.0, -1.0])
+    s = np.array([1.0, -0.25])
     actor_a, _ = network_action_and_q(ctrl, s.tolist())
     cert_before = (ctrl.s_cert.copy(), ctrl.a_cert.copy(), ctrl.q_cert)
     action, got = ctrl.select_action(s, return_mode=True)
@@ -250,7 +182,7 @@ def test_relax_or_fallback_by_the_injected_draw(u: float, mode: str) -> None:
         assert action.tolist() == actor_a
         assert (ctrl.relax_events, ctrl.nominal_interventions) == (1, 0)
     else:
-        assert action.tolist() == pd(s.tolist())  # = [-1.6]
+        assert action.tolist() == pd(s.tolist())  # = [-0.75]
         assert (ctrl.relax_events, ctrl.nominal_interventions) == (0, 1)
     # An uncertified step leaves the certificate alone.
     assert ctrl.s_cert.tolist() == cert_before[0].tolist()
@@ -262,7 +194,7 @@ def test_relax_or_fallback_by_the_injected_draw(u: float, mode: str) -> None:
 def test_fallback_action_is_clipped_to_the_action_bounds() -> None:
     ctrl, _ = _uncertified_controller(0.0, [0.7])
     action, mode = ctrl.select_action([4.0, 4.0], return_mode=True)
-    assert mode == "fallback" and action.tolist() == [-5.0]  # PD asks for -9.6
+    assert mode == "fallback" and action.tolist() == [-5.0]  # PD asks for -8
 
 
 def test_no_relax_draw_when_certified() -> None:
@@ -273,9 +205,8 @@ def test_no_relax_draw_when_certified() -> None:
     assert ctrl.relax_rng.calls == 0 and ctrl.certified_steps == 5
 
 
-def test_p_relax_starts_at_lambda_by_default_and_decays_every_step() -> None:
-    ctrl = make(lambda_relax=0.9)
-    assert ctrl.P_relax == 0.9
+def test_p_relax_starts_at_its_initial_value_and_decays_every_step() -> None:
+    assert make(lambda_relax=0.9).P_relax == RunConfig().calf.relax_prob_init
     ctrl = make(lambda_relax=0.9, relax_prob_init=0.7)
     expected = 0.7
     for _ in range(25):
@@ -315,9 +246,9 @@ def test_set_relax_probability() -> None:
     ctrl.add_batch_agents(3)
     ctrl.set_relax_probability(0.0)
     assert ctrl.P_relax == 0.0 and ctrl.relax_prob_init == 0.0
-    assert ctrl.batch.p_relax.tolist() == [0.0] * 3
+    assert ctrl.batch.P_relax.tolist() == [0.0] * 3
     ctrl.add_batch_agents(1)
-    assert ctrl.batch.p_relax[-1] == 0.0
+    assert ctrl.batch.P_relax[-1] == 0.0
     for bad in (-0.1, 1.1):
         with pytest.raises(ValueError, match=r"\[0, 1\]"):
             ctrl.set_relax_probability(bad)
@@ -335,7 +266,7 @@ def test_seeded_controllers_are_reproducible_and_streams_injectable() -> None:
         b.select_action(s, 0.3).tolist() for _ in range(5)
     ]
     rng = np.random.default_rng(0)
-    c = CALFController(2, 1, 5.0, pd_nominal_policy(), noise_rng=rng)
+    c = make_controller(RunConfig(), noise_rng=rng)
     assert c.noise_rng is rng and c.td3.rng is rng
 
 
@@ -355,10 +286,6 @@ def test_bad_state_raises_value_error_naming_the_problem(state, match) -> None:
     ctrl = make()
     with pytest.raises(ValueError, match=match):
         ctrl.select_action(state)
-    with pytest.raises(ValueError, match=match):
-        ctrl.check_lyapunov_certificate(state, [0.0], q_value=0.0)
-    with pytest.raises(ValueError, match=match):
-        ctrl.update_certificate(state, [0.0], q_value=0.0)
     assert ctrl.total_steps == 0 and ctrl.q_cert is None
 
 

@@ -101,7 +101,7 @@ def test_unrecorded_rollouts_give_the_same_figures() -> None:
 def test_calf_as_deployed_never_relaxes_and_leaves_the_training_agent_alone(one_thread) -> None:
     cfg = small_config()
     trained = make_controller(cfg)
-    trained.update_certificate([1.0, 1.0], [0.0], q_value=-3.0)
+    trained.select_action([1.0, 1.0])  # a first step is certified: the agent holds a certificate
     trained.add_batch_agents(2)
     before = (trained.q_cert, trained.P_relax, trained.num_batch_agents)
     rng_states = [g.bit_generator.state for g in (trained.noise_rng, trained.relax_rng)]

@@ -11,7 +11,7 @@ import pytest
 from visuals.markers import BatchedMarkers, MarkerEntities, MarkerSet, mode_marker_colors
 from visuals.palette import MODE_COLORS, TRAINING_MODE_COLORS
 from visuals.scene_stats import count_draw_calls
-from visuals.trails import colors_to_uint8
+from visuals.vertex_buffer import colors_to_uint8
 
 
 def sphere_state(markers: MarkerEntities) -> tuple[np.ndarray, np.ndarray]:

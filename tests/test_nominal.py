@@ -6,21 +6,30 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calf import PDPolicy, pd_nominal_policy
+from calf import PDPolicy
 from calf.config import RunConfig
 from calf.envs import step_batch
 from calf.nominal import pd_from_config
 
+# The gains the project started with (damping ratio 0.14); the run's are RunConfig's.
+HISTORICAL = {"kp": 2.0, "kd": 0.4}
+
+
+def test_the_defaults_are_the_runs() -> None:
+    assert PDPolicy() == pd_from_config(RunConfig())
+    cfg = RunConfig()
+    assert (PDPolicy().kp, PDPolicy().kd) == (cfg.nominal.kp, cfg.nominal.kd)
+
 
 def test_single_state_gives_one_action() -> None:
-    pd = pd_nominal_policy()
+    pd = PDPolicy(**HISTORICAL)
     a = pd(np.array([1.0, 0.5]))
     assert a.shape == (1,) and a.dtype == np.float64
     assert a.tolist() == [-2.0 * 1.0 - 0.4 * 0.5]
 
 
 def test_batch_gives_one_action_per_row_equal_to_single_calls() -> None:
-    pd = pd_nominal_policy(max_action=5.0, kp=2.0, kd=0.4)
+    pd = PDPolicy(max_action=5.0, kp=2.0, kd=0.4)
     states = np.random.default_rng(0).uniform(-4, 4, (50, 2))
     batch = pd(states)
     assert batch.shape == (50, 1)
@@ -31,20 +40,20 @@ def test_batch_gives_one_action_per_row_equal_to_single_calls() -> None:
 
 
 def test_output_is_clipped_to_max_action() -> None:
-    pd = pd_nominal_policy(max_action=1.5)
+    pd = PDPolicy(max_action=1.5, **HISTORICAL)
     assert pd([10.0, 10.0]).tolist() == [-1.5]
     assert pd([-10.0, 0.0]).tolist() == [1.5]
     assert pd(np.array([[10.0, 0.0], [0.1, 0.0]])).tolist() == [[-1.5], [-0.2]]
 
 
 def test_empty_batch_and_list_input() -> None:
-    pd = pd_nominal_policy()
+    pd = PDPolicy()
     assert pd(np.zeros((0, 2))).shape == (0, 1)
     assert pd([[0.0, 0.0]]).tolist() == [[0.0]]
 
 
 def test_gains_and_batch_flag() -> None:
-    pd = pd_nominal_policy(max_action=3.0, kp=1.0, kd=2.0)
+    pd = PDPolicy(max_action=3.0, kp=1.0, kd=2.0)
     assert isinstance(pd, PDPolicy) and pd.accepts_batch
     assert (pd.max_action, pd.kp, pd.kd) == (3.0, 1.0, 2.0)
     assert pd([0.5, 0.5]).tolist() == [-1.5]
@@ -55,7 +64,7 @@ def test_gains_and_batch_flag() -> None:
 )
 def test_bad_shapes_raise(bad) -> None:
     with pytest.raises(ValueError, match=r"expects a state \(2,\) or states \(N, 2\)"):
-        pd_nominal_policy()(bad)
+        PDPolicy()(bad)
 
 
 def steps_to_goal(pd: PDPolicy, starts: np.ndarray, cfg: RunConfig) -> np.ndarray:
@@ -91,5 +100,5 @@ def test_the_historical_gains_reach_the_goal_from_few_reset_states() -> None:
     """Why the defaults moved: kp 2, kd 0.4 (damping ratio 0.14) rings around the goal."""
     cfg = RunConfig()
     starts = np.random.default_rng(7).uniform(-4, 4, (1000, 2))
-    steps = steps_to_goal(pd_nominal_policy(), starts, cfg)
+    steps = steps_to_goal(PDPolicy(**HISTORICAL), starts, cfg)
     assert (steps > 0).mean() < 0.25

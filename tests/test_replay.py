@@ -52,7 +52,8 @@ def test_ring_wraps_around_overwriting_the_oldest() -> None:
     assert held == ids[-5:]
     for k in range(5):
         assert int(replay.state[k, 0]) % 5 == k
-    assert replay._next == 13 % 5
+    replay.add(*transition(13))  # the next one overwrites the oldest (8, in slot 13 % 5)
+    assert int(replay.state[13 % 5, 0]) == 13 and len(replay) == 5
 
 
 def test_sample_shapes_dtypes_and_device() -> None:

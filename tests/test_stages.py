@@ -6,15 +6,17 @@ from dataclasses import replace
 
 import pytest
 
-from calf import CALFController, pd_nominal_policy
 from calf.batch_policy import ActorOnly, PerAgentLoop
+from calf.config import RunConfig
+from calf.trainer import make_controller
 from visuals.config import TRAIL_SEGMENT_BUDGET, preset
 from visuals.heatmap import CriticHeatmap, LoopHeights
+from visuals.line_trails import LineTrailGroup
 from visuals.markers import BatchedMarkers, MarkerEntities
 from visuals.panel import CachedPanel, ReferencePanel
 from visuals.stages import build_stages
 from visuals.trail_lod import SlotLayout
-from visuals.trails import BatchedTrailRenderer, LineTrailGroup
+from visuals.trails import BatchedTrailRenderer
 
 _BUILT = []
 
@@ -37,7 +39,7 @@ def build(*args):
 
 
 def stages_for(reference: frozenset[str], algo: str = "calf"):
-    ctrl = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=0)
+    ctrl = make_controller(RunConfig())
     heatmap = CriticHeatmap(ctrl.td3)
     return ctrl, heatmap, build(preset("low"), ctrl, heatmap, algo, reference, None, 2)
 
@@ -79,7 +81,7 @@ def test_each_reference_name_swaps_exactly_its_stages(ursina_app, name, position
 def test_trail_level_of_detail_follows_the_preset_or_the_segment_budget(
     ursina_app, n, setting, lod
 ):
-    ctrl = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=0)
+    ctrl = make_controller(RunConfig())
     cfg = replace(preset("medium"), trail_lod=setting)  # 600-point trails
     stages = build(cfg, ctrl, CriticHeatmap(ctrl.td3), "calf", frozenset(), None, n)
     assert isinstance(stages.trails, BatchedTrailRenderer)

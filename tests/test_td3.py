@@ -212,17 +212,17 @@ def test_policy_delay(delay: int, fused: bool) -> None:
     assert td3.total_it == 6 and sum(actor_steps) == 6 // delay
 
 
-def test_soft_update_moves_targets_by_tau() -> None:
-    td3 = TD3(2, 1, 5.0, seed=0, tau=0.1)
-    with torch.no_grad():
-        for p in td3.actor.parameters():
-            p.add_(1.0)
-    target_before = params_of(td3.actor_target)
-    td3._soft_update(td3.actor, td3.actor_target)
-    for tb, tp, p in zip(
-        target_before, td3.actor_target.parameters(), td3.actor.parameters(), strict=True
-    ):
-        torch.testing.assert_close(tp, 0.9 * tb + 0.1 * p)
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "reference"])
+def test_a_policy_step_moves_the_targets_by_tau_toward_the_updated_networks(fused) -> None:
+    td3 = TD3(2, 1, 5.0, seed=0, tau=0.1, policy_delay=1, fused_update=fused)
+    replay = filled_replay()
+    before = {net: params_of(getattr(td3, f"{net}_target")) for net in ("actor", "critic")}
+    td3.train(replay, batch_size=32)
+    for net in ("actor", "critic"):
+        target, source = getattr(td3, f"{net}_target"), getattr(td3, net)
+        assert changed(before[net], target)
+        for tb, tp, p in zip(before[net], target.parameters(), source.parameters(), strict=True):
+            torch.testing.assert_close(tp, 0.9 * tb + 0.1 * p.detach())
 
 
 @both_paths

@@ -20,103 +20,39 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from trail_readback import (
+    drawn_polylines,
+    drawn_runs,
+    drawn_trails,
+    joined_runs,
+    read_geom,
+    the_geom,
+)
 
+from visuals.line_trails import LineTrail, LineTrailGroup
 from visuals.palette import MODE_COLORS, TIMELINE_COLOR, TRAINING_MODE_COLORS
 from visuals.scene_stats import count_draw_calls
 from visuals.trail_lod import SlotLayout, TrailLOD
-from visuals.trails import (
-    BatchedTrailRenderer,
-    LineTrail,
-    LineTrailGroup,
-    TrailSet,
-    colors_to_uint8,
-    select_ids,
-)
+from visuals.trail_set import TrailSet
+from visuals.trails import BatchedTrailRenderer
+from visuals.vertex_buffer import colors_to_uint8
 
 LUT = colors_to_uint8(MODE_COLORS)
 LOD = TrailLOD((2, 4, 7))  # the narrowest levels the rule allows (2, 2, 3 ages): small tests
 N_MODES = len(MODE_COLORS)  # the table may grow: nothing below assumes how many modes there are
 
-# --------------------------------------------------------------------------------------------
-# Independent read-back of what Panda3D will draw (GeomVertexReader and the primitive's own
-# accessors, not the renderer's numpy views).
-# --------------------------------------------------------------------------------------------
-
-
-def the_geom(root):
-    paths = root.find_all_matches("**/+GeomNode")
-    assert len(paths) == 1, "the batched renderer must hold exactly one GeomNode"
-    node = paths[0].node()
-    assert node.get_num_geoms() == 1, "and exactly one Geom"
-    return node.get_geom(0)
-
-
-def read_geom(geom):
-    """(positions (V, 3) float32, colours (V, 4) uint8, segments (S, 2) int) from Panda3D."""
-    from panda3d.core import GeomVertexReader
-
-    vdata = geom.get_vertex_data()
-    n = vdata.get_num_rows()
-    pr = GeomVertexReader(vdata, "vertex")
-    cr = GeomVertexReader(vdata, "color")
-    pts = np.array([tuple(pr.get_data3()) for _ in range(n)], dtype=np.float32).reshape(-1, 3)
-    cols = np.array([tuple(cr.get_data4()) for _ in range(n)], dtype=np.float64).reshape(-1, 4)
-    assert geom.get_num_primitives() == 1
-    prim = geom.get_primitive(0)
-    assert prim.get_num_vertices_per_primitive() == 2
-    segs = []
-    for i in range(prim.get_num_primitives()):
-        s = prim.get_primitive_start(i)
-        segs.append((prim.get_vertex(s), prim.get_vertex(s + 1)))
-    return pts, np.round(cols * 255).astype(np.uint8), np.array(segs, dtype=np.int64).reshape(-1, 2)
-
-
-def drawn_polylines(renderer: BatchedTrailRenderer) -> list[list[int]]:
-    """Each agent's drawn chain of vertex rows, oldest first (empty when nothing is drawn).
-    Asserts there is nothing else: every non-degenerate segment lies in one agent's slot and
-    each slot's segments form one simple path."""
-    geom = the_geom(renderer.entity)
-    _, _, segs = read_geom(geom)
-    S, n = renderer.slots_per_agent, renderer.num_agents
-    assert len(segs) == n * S, "one segment row per vertex slot of a live agent, no more"
-    real = segs[segs[:, 0] != segs[:, 1]]
-    assert np.all(real // S == real[:, :1] // S), "a segment joins two different agents"
-    assert np.all(real < n * S)
-    chains = []
-    for a in range(n):
-        mine = real[real[:, 0] // S == a]
-        if len(mine) == 0:
-            chains.append([])
-            continue
-        nxt = dict(mine.tolist())
-        assert len(nxt) == len(mine), "two segments leave one vertex"
-        starts = set(nxt) - set(mine[:, 1].tolist())
-        assert len(starts) == 1, f"agent {a}: segments are not one open path ({mine.tolist()})"
-        chain = [starts.pop()]
-        while chain[-1] in nxt:
-            chain.append(nxt[chain[-1]])
-        assert len(chain) == len(mine) + 1
-        chains.append(chain)
-    return chains
-
 
 def assert_matches_reference(batched: BatchedTrailRenderer, ref: LineTrailGroup) -> None:
+    """Both read through what they draw (trail_readback): the same points, and each segment in
+    the colour of its older point's mode. (The newest point's own colour shows only in the
+    batched renderer; it is checked once the next point is drawn, as vertices are never
+    rewritten.)"""
     assert batched.num_agents == ref.num_agents
     assert batched.slots_per_agent == batched.max_points  # full resolution: a ring of P slots
-    pts, cols, _ = read_geom(the_geom(batched.entity))
-    lut = colors_to_uint8(batched.mode_colors)
-    chains = drawn_polylines(batched)
-    for a in range(ref.num_agents):
-        want_p, want_m = ref.trails[a].points, ref.trails[a].modes
-        got_p, got_m = batched.polyline(a)
-        np.testing.assert_array_equal(got_p, want_p)
-        np.testing.assert_array_equal(got_m, want_m)
-        chain = chains[a]
-        if len(want_p) < 2:
-            assert chain == [], f"agent {a} has {len(want_p)} points but draws {chain}"
-        else:
-            np.testing.assert_array_equal(pts[chain], want_p)
-            np.testing.assert_array_equal(cols[chain], lut[want_m])
+    for a, (pts, cols) in enumerate(drawn_trails(batched)):
+        want_p, want_segment_cols = joined_runs(drawn_runs(ref.trails[a]))
+        np.testing.assert_array_equal(pts, want_p, err_msg=f"agent {a}")
+        np.testing.assert_array_equal(cols[:-1], want_segment_cols, err_msg=f"agent {a}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,7 +61,7 @@ def assert_matches_reference(batched: BatchedTrailRenderer, ref: LineTrailGroup)
 
 
 def visible_segments(trail: LineTrail):
-    return [s for s in trail._segments if s.visible]
+    return [s for s in trail.entity.children if s.visible]
 
 
 def test_line_trail_keeps_the_newest_points_and_groups_segments_by_mode(ursina_app):
@@ -134,8 +70,9 @@ def test_line_trail_keeps_the_newest_points_and_groups_segments_by_mode(ursina_a
         modes = [0, 0, 1, 1, 2, 2, 0]
         for i, m in enumerate(modes):
             trail.add_point((i, 0.0, -i), m)
-        np.testing.assert_array_equal(trail.points[:, 0], [2, 3, 4, 5, 6])
-        np.testing.assert_array_equal(trail.modes, [1, 1, 2, 2, 0])
+        points, colours = joined_runs(drawn_runs(trail))
+        np.testing.assert_array_equal(points[:, 0], [2, 3, 4, 5, 6])
+        np.testing.assert_array_equal(colours, LUT[[1, 1, 2, 2]])
         segs = visible_segments(trail)
         # Runs 1,1 | 2,2 | 0: the last run has one point and is drawn by its predecessor's join.
         assert len(segs) == 2
@@ -144,7 +81,7 @@ def test_line_trail_keeps_the_newest_points_and_groups_segments_by_mode(ursina_a
         np.testing.assert_allclose(tuple(segs[1].color), MODE_COLORS[2])
         assert count_draw_calls(trail.entity) == 2
         trail.clear()
-        assert len(trail.points) == 0 and visible_segments(trail) == []
+        assert visible_segments(trail) == []
         assert count_draw_calls(trail.entity) == 0
     finally:
         trail.destroy()
@@ -155,10 +92,11 @@ def test_line_trail_decimation_keeps_every_kth_push_and_restarts_on_clear(ursina
     try:
         for i in range(8):
             trail.add_point((i, 0, 0), 0)
-        np.testing.assert_array_equal(trail.points[:, 0], [0, 3, 6])
+        np.testing.assert_array_equal(joined_runs(drawn_runs(trail))[0][:, 0], [0, 3, 6])
         trail.clear()
-        trail.add_point((100, 0, 0), 1)
-        np.testing.assert_array_equal(trail.points[:, 0], [100])
+        for i in range(100, 104):  # the first push after a clear is kept, then every third
+            trail.add_point((i, 0, 0), 1)
+        np.testing.assert_array_equal(joined_runs(drawn_runs(trail))[0][:, 0], [100, 103])
     finally:
         trail.destroy()
 
@@ -173,9 +111,9 @@ def test_line_trail_rebuilds_every_k_points_and_caps_segments(ursina_app):
         assert trail.mesh_updates == 1 and len(visible_segments(trail)) == 1
         for i in range(4, 40):
             trail.add_point((i, 0, 0), (i // 2) % 3)
-        # 19 runs, only the newest 3 get entities.
-        assert len(trail._segments) == 3
-        assert len(trail.modes) == 40
+        # 19 runs, only the newest 3 get entities: the points from 34 on.
+        assert len(trail.entity.children) == 3
+        np.testing.assert_array_equal(joined_runs(drawn_runs(trail))[0][:, 0], np.arange(34, 40))
     finally:
         trail.destroy()
 
@@ -189,8 +127,9 @@ def test_line_trail_extend_equals_repeated_add_point(ursina_app):
         for p, m in zip(pos, modes, strict=True):
             a.add_point(p, int(m))
         b.extend(pos, modes)
-        np.testing.assert_array_equal(a.points, b.points)
-        np.testing.assert_array_equal(a.modes, b.modes)
+        for (va, ca), (vb, cb) in zip(drawn_runs(a), drawn_runs(b), strict=True):
+            np.testing.assert_array_equal(va, vb)
+            np.testing.assert_array_equal(ca, cb)
     finally:
         a.destroy()
         b.destroy()
@@ -216,7 +155,8 @@ def test_line_trail_rejects_bad_input(ursina_app):
 
 class TrailEquivalence(RuleBasedStateMachine):
     """Random pushes (random modes), clears, additions and removals; after every step each
-    agent's polyline drawn from the Panda3D buffers equals its reference LineTrail."""
+    agent's trail drawn from the Panda3D buffers equals the one its reference LineTrail draws
+    (at most 12 points: fewer runs than a LineTrail's segment cap)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -391,7 +331,6 @@ def simulate_segments(layout: SlotLayout, pushes: int) -> int:
             target[r] = t
         drawn = reference_drawn(k + 1, layout.max_points, boundaries)
         most = max(most, len(drawn))
-        np.testing.assert_array_equal(layout.drawn_seqs(k + 1), drawn)
         slots = layout.slot(np.array(drawn, dtype=np.int64)).tolist()
         assert all(0 <= s < layout.slots for s in slots)
         assert [owner.get(s) for s in slots] == drawn, f"push {k}: a drawn point was overwritten"
@@ -439,11 +378,11 @@ def test_trail_lod_accepts_exactly_the_schedules_whose_segment_chain_stays_exact
 
 
 def test_default_lod_draws_102_of_600_points_in_102_slots():
-    layout = SlotLayout(600, TrailLOD.doubling())
-    assert layout.slots == 102
-    assert max(len(layout.drawn_seqs(n)) for n in range(5000, 5016)) == 102
+    lod = TrailLOD.doubling()
+    assert SlotLayout(600, lod).slots == 102
+    assert max(len(reference_drawn(n, 600, lod.boundaries)) for n in range(5000, 5016)) == 102
     # Newest 32 at stride 1, then 16 each at strides 2, 4 and 8, the rest (to age 600) at 16.
-    ages = 5000 - 1 - layout.drawn_seqs(5000)[::-1]
+    ages = 5000 - 1 - np.array(reference_drawn(5000, 600, lod.boundaries))[::-1]
     np.testing.assert_array_equal(ages[:32], np.arange(32))
     np.testing.assert_array_equal(np.unique(np.diff(ages)), [1, 2, 4, 8, 16])
     assert np.all(np.diff(ages)[ages[:-1] >= 256] == 16)
@@ -562,9 +501,6 @@ class LODTrailEquivalence(RuleBasedStateMachine):
         chains = drawn_polylines(b)
         for a in range(b.num_agents):
             want_p, want_m = self.ref.drawn(a)
-            got_p, got_m = b.polyline(a)
-            np.testing.assert_array_equal(got_p, want_p)
-            np.testing.assert_array_equal(got_m, want_m)
             if len(want_p) < 2:
                 assert chains[a] == [], f"agent {a} draws {len(want_p)} point(s) as segments"
             else:
@@ -621,8 +557,9 @@ def test_agents_added_later_count_their_own_pushes_for_decimation(ursina_app):
         b.add_agents(1)
         for t in range(1, 4):
             b.push(np.full((2, 3), t), [0, 1])
-        np.testing.assert_array_equal(b.polyline(0)[0][:, 0], [0, 2])
-        np.testing.assert_array_equal(b.polyline(1)[0][:, 0], [1, 3])
+        trails = drawn_trails(b)
+        np.testing.assert_array_equal(trails[0][0][:, 0], [0, 2])
+        np.testing.assert_array_equal(trails[1][0][:, 0], [1, 3])
     finally:
         b.destroy()
 
@@ -636,8 +573,9 @@ def test_capacity_grows_past_max_agents_and_keeps_trails(ursina_app, lod):
         b.add_agents(5)
         assert b.capacity >= 7 and b.num_agents == 7
         b.push(np.ones((7, 3)), np.full(7, 2))
-        np.testing.assert_array_equal(b.polyline(1)[0], [[3, 4, 5], [1, 1, 1]])
-        np.testing.assert_array_equal(b.polyline(6)[0], [[1, 1, 1]])
+        trails = drawn_trails(b)
+        np.testing.assert_array_equal(trails[1][0], [[3, 4, 5], [1, 1, 1]])
+        assert len(trails[6][0]) == 0  # one point so far: nothing to draw
         assert len(drawn_polylines(b)[1]) == 2
     finally:
         b.destroy()
@@ -665,7 +603,6 @@ def test_batched_renderer_rejects_bad_input(ursina_app):
             BatchedTrailRenderer(1, 10, lod=(4, 8))  # type: ignore[arg-type]
     finally:
         b.destroy()
-    np.testing.assert_array_equal(select_ids([2, 0, 2], 3), [0, 2])
 
 
 @pytest.mark.parametrize("lod", [None, TrailLOD.doubling()], ids=["full", "lod"])
@@ -716,18 +653,13 @@ def test_training_agent_trail_and_q_timeline_are_renderers_of_one(ursina_app):
             timeline.push([[-0.6 + t / 800, 0.3 * np.sin(t / 20), 0]], [t % 3])
         ursina_app.step()
         assert count_draw_calls(trail.entity) == 1 and count_draw_calls(timeline.entity) == 1
-        pts, modes = timeline.polyline(0)
+        pts, cols = drawn_trails(timeline)[0]
         assert len(pts) == 300
         np.testing.assert_allclose(pts[0, 0], -0.6 + 100 / 800, atol=1e-6)
-        chain = drawn_polylines(timeline)[0]
-        assert len(chain) == 300
-        _, cols, _ = read_geom(the_geom(timeline.entity))
-        assert np.all(cols[chain] == colors_to_uint8(TIMELINE_COLOR))
-        _, tcols, _ = read_geom(the_geom(trail.entity))
-        tchain = drawn_polylines(trail)[0]
-        np.testing.assert_array_equal(
-            tcols[tchain], colors_to_uint8(TRAINING_MODE_COLORS)[trail.polyline(0)[1]]
-        )
+        assert np.all(cols == colors_to_uint8(TIMELINE_COLOR))
+        _, tcols = drawn_trails(trail)[0]
+        modes = np.arange(400) // 100 % 3  # every push kept: 400 of 600 points
+        np.testing.assert_array_equal(tcols, colors_to_uint8(TRAINING_MODE_COLORS)[modes])
     finally:
         trail.destroy()
         timeline.destroy()
@@ -865,8 +797,9 @@ def test_headless_render_draws_mode_colours_on_the_trails_and_nothing_else(
 
         changed = np.abs(img.astype(int) - background.astype(int)).max(axis=-1) > 12
         expected = np.zeros((h, w), dtype=bool)
+        trails = drawn_trails(b)
         for a in range(7):
-            pts, _ = b.polyline(a)
+            pts, _ = trails[a]
             if len(pts) >= 2:
                 expected |= segment_mask(project(pts, (w, h)), (h, w), radius=3.5)
         stray = changed & ~expected
@@ -875,12 +808,15 @@ def test_headless_render_draws_mode_colours_on_the_trails_and_nothing_else(
 
         # Mode colours where the trails are: A, B, C everywhere along them, D per run.
         for a in range(3):
-            pts, m = b.polyline(a)
+            pts, cols = trails[a]
+            assert np.all(cols == LUT[a]), a  # A certified, B relax, C fallback
             mids = (pts[:-1] + pts[1:]) / 2
-            for px, mode in zip(project(mids, (w, h)), m[1:], strict=True):
-                assert near_color(img, px, MODE_COLORS[mode]), (a, px, mode)
-        pts, m = b.polyline(3)
-        assert len(pts) == P and len(np.unique(m)) == 3
+            for px in project(mids, (w, h)):
+                assert near_color(img, px, MODE_COLORS[a]), (a, px)
+        pts, cols = trails[3]
+        m = (np.minimum(np.arange(21, 61), 59) // 5) % 3  # D kept steps 21..59, then 59's mode
+        assert len(pts) == P
+        np.testing.assert_array_equal(cols, LUT[m])
         starts = np.flatnonzero(np.diff(m)) + 1
         for s0, s1 in zip(starts[:-1], starts[1:], strict=True):
             i = (s0 + s1) // 2  # the middle of a run, away from its colour blends
@@ -942,11 +878,12 @@ def test_headless_lod_render_draws_the_full_trails_shape_and_nothing_else(
         assert drawn["lod"].sum() > 5000, "the LOD trails drew (almost) nothing"
         expected = np.zeros((h, w), dtype=bool)
         tails = np.zeros((h, w), dtype=bool)  # full trails older than the LOD's oldest point
+        lod_trails, full_trails = drawn_trails(lod), drawn_trails(full)
         for a in range(n):
-            pts, _ = lod.polyline(a)
+            pts, _ = lod_trails[a]
             if len(pts) >= 2:
                 expected |= segment_mask(project(pts, (w, h)), (h, w), radius=3.5)
-            full_pts, _ = full.polyline(a)
+            full_pts, _ = full_trails[a]
             if len(pts):
                 oldest = np.flatnonzero(np.all(full_pts == pts[0], axis=1))[0]
                 if oldest:  # the LOD ends up to one top stride (16 steps) short of age 600
@@ -965,7 +902,7 @@ def test_headless_lod_render_draws_the_full_trails_shape_and_nothing_else(
 
 
 def test_counted_views_count_every_write_however_it_is_spelled():
-    from visuals.trails import VERTEX_DTYPE, counted
+    from visuals.vertex_buffer import VERTEX_DTYPE, counted
 
     class Owner:
         bytes_written = 0

@@ -1,5 +1,5 @@
-"""The training loop (``AgentTrainer``), the controller factory, the legacy ``TrainerConfig``,
-and a short seeded run showing that TD3 learning works."""
+"""The training loop (``AgentTrainer``), the controller factory, and a short seeded run showing
+that TD3 learning works."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ import torch
 from calf import Mode, PointMassParams, step_batch
 from calf.config import RunConfig, apply_overrides
 from calf.td3 import TD3
-from calf.trainer import AgentTrainer, TrainerConfig, as_run_config, make_controller
+from calf.trainer import AgentTrainer, make_controller
+
+
+def run_config(**values: object) -> RunConfig:
+    """The run's defaults with {'section.key': value} set (keys spelled with ``__``)."""
+    return apply_overrides(RunConfig(), {k.replace("__", "."): v for k, v in values.items()})
 
 
 @pytest.fixture
@@ -33,8 +38,8 @@ def actor_only_final_distance(td3: TD3, starts: np.ndarray, steps: int = 300) ->
 
 def test_short_seeded_training_run_teaches_the_actor_to_reach_the_goal(one_thread) -> None:
     # Seed 2 learns clearly within 1500 updates (measured: 8.8 -> about 1.7).
-    cfg = TrainerConfig(
-        seed=2, env=PointMassParams(max_steps=200), learning_starts=500, batch_size=64
+    cfg = run_config(
+        train__seed=2, env__max_steps=200, td3__learning_starts=500, td3__batch_size=64
     )
     trainer = AgentTrainer(cfg)
     starts = np.random.default_rng(123).uniform(-4.0, 4.0, size=(32, 2))
@@ -47,7 +52,7 @@ def test_short_seeded_training_run_teaches_the_actor_to_reach_the_goal(one_threa
 
 
 def test_step_before_and_after_learning_starts(one_thread) -> None:
-    cfg = TrainerConfig(seed=0, learning_starts=20, batch_size=8)
+    cfg = run_config(td3__learning_starts=20, td3__batch_size=8)
     trainer = AgentTrainer(cfg)
     for i in range(25):
         result = trainer.step()
@@ -65,7 +70,7 @@ def test_step_before_and_after_learning_starts(one_thread) -> None:
 
 
 def test_updates_wait_for_a_full_batch_when_warm_up_is_shorter(one_thread) -> None:
-    trainer = AgentTrainer(TrainerConfig(seed=0, learning_starts=5, batch_size=16))
+    trainer = AgentTrainer(run_config(td3__learning_starts=5, td3__batch_size=16))
     losses = [trainer.step().losses for _ in range(20)]
     # Steps 0-14 hold fewer than 16 transitions when they would update.
     assert all(x is None for x in losses[:15])
@@ -74,9 +79,10 @@ def test_updates_wait_for_a_full_batch_when_warm_up_is_shorter(one_thread) -> No
 
 
 def test_episode_end_resets_env_and_certificate(one_thread) -> None:
-    cfg = TrainerConfig(seed=1, env=PointMassParams(max_steps=5), learning_starts=1000)
+    cfg = run_config(train__seed=1, env__max_steps=5, td3__learning_starts=1000)
     trainer = AgentTrainer(cfg)
-    trainer.controller.update_certificate([1.0, 1.0], [0.0], q_value=-1.0)
+    trainer.controller.select_action([1.0, 1.0])  # a first step is always certified
+    assert trainer.controller.q_cert is not None
     results = [trainer.step() for _ in range(5)]
     assert [r.episode_ended for r in results] == [False] * 4 + [True]
     assert trainer.episode == 1 and len(trainer.episode_rewards) == 1
@@ -87,7 +93,9 @@ def test_episode_end_resets_env_and_certificate(one_thread) -> None:
 
 
 def test_td3_algo_acts_with_the_actor_only(one_thread) -> None:
-    cfg = TrainerConfig(algo="td3", seed=0, learning_starts=0, exploration_noise=0.0, batch_size=1)
+    cfg = run_config(
+        train__algo="td3", td3__learning_starts=0, td3__exploration_noise=0.0, td3__batch_size=1
+    )
     trainer = AgentTrainer(cfg)
     state = trainer.state.copy()
     result = trainer.step()
@@ -97,24 +105,19 @@ def test_td3_algo_acts_with_the_actor_only(one_thread) -> None:
 
 
 def test_evaluation_mode_neither_stores_nor_learns(one_thread) -> None:
-    cfg = TrainerConfig(seed=0, learn=False, learning_starts=0)
-    trainer = AgentTrainer(cfg)
+    trainer = AgentTrainer(run_config(td3__learning_starts=0), learn=False)
     for _ in range(10):
         assert trainer.step().losses is None
     assert len(trainer.replay) == 0 and trainer.controller.td3.total_it == 0
     assert trainer.controller.total_steps == 10
 
 
-def test_legacy_config_validation_and_controller_factory() -> None:
-    with pytest.raises(ValueError, match="algo must be one of"):
-        TrainerConfig(algo="sac")
-    ctrl = make_controller(TrainerConfig(env=PointMassParams(max_action=2.0)))
+def test_controller_factory_takes_the_action_bound_and_explicit_overrides() -> None:
+    ctrl = make_controller(run_config(env__max_action=2.0))
     assert ctrl.max_action == 2.0 and ctrl.nominal_policy.max_action == 2.0
-    legacy = TrainerConfig(seed=4, learning_starts=7, env=PointMassParams(max_steps=9))
-    cfg = as_run_config(legacy)
-    assert (cfg.train.seed, cfg.td3.learning_starts, cfg.env.max_steps) == (4, 7, 9)
-    assert cfg.calf == RunConfig().calf and cfg.nominal == RunConfig().nominal
-    assert as_run_config(cfg) is cfg
+    ctrl = make_controller(RunConfig(), nu_bar=0.01, dtype=torch.float64)
+    assert ctrl.nu_bar == 0.01 and ctrl.td3.dtype == torch.float64
+    assert ctrl.kappa_up_coef == RunConfig().calf.kappa_up_coef
 
 
 def test_the_controller_takes_every_setting_from_the_config() -> None:

@@ -21,7 +21,7 @@ from calf.validation import as_row_indices
 from visuals.coords import PlaneMapping
 from visuals.heatmap import HeightSource
 from visuals.markers import MarkerSet
-from visuals.trails import TrailSet
+from visuals.trail_set import TrailSet
 
 # A frame stage: a context manager per section name (profiler section and forward-pass tag).
 StageEnter = Callable[[str], AbstractContextManager[Any]]

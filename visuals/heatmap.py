@@ -40,6 +40,7 @@ from numpy.typing import ArrayLike, NDArray
 from calf.validation import as_state, as_state_batch
 from visuals.colormap import colormap, colormap_reference
 from visuals.coords import PlaneMapping
+from visuals.vertex_buffer import make_indexed_geom_node
 
 try:  # numpy >= 2: the compiled interp without np.interp's Python wrapper (half its ~1 us cost)
     from numpy._core.multiarray import interp as _interp
@@ -381,7 +382,7 @@ class CriticHeatmap:
             self.compute_q_grid()
         return self._heights_unchecked(self._interpolate_checked(self._states_array(states)))
 
-    # The seeds' name for ``heights``; it returns heights, not Q values.
+    # The upstream name for ``heights``; it returns heights, not Q values.
     get_q_value_for_states_batch = heights
 
     # ------------------------------------------------------------- mesh buffers
@@ -482,40 +483,6 @@ class CriticHeatmap:
             self.mesh_updates += 1
             self.bytes_written += 0 if buf is None else buf.nbytes
 
-    @staticmethod
-    def _make_geom_node(
-        name: str, rows: int, indices: NDArray[np.uint32], lines: bool
-    ) -> tuple[Any, Any]:
-        """A GeomNode holding one Geom (float32 position + colour rows, a static uint32 index
-        buffer of triangles or lines) and its GeomVertexData, kept for in-place writes."""
-        from panda3d.core import (
-            Geom,
-            GeomLines,
-            GeomNode,
-            GeomTriangles,
-            GeomVertexArrayFormat,
-            GeomVertexData,
-            GeomVertexFormat,
-            InternalName,
-        )
-
-        array = GeomVertexArrayFormat()
-        array.add_column(InternalName.get_vertex(), 3, Geom.NT_float32, Geom.C_point)
-        array.add_column(InternalName.get_color(), 4, Geom.NT_float32, Geom.C_color)
-        fmt = GeomVertexFormat.register_format(GeomVertexFormat(array))
-        vdata = GeomVertexData(name, fmt, Geom.UH_dynamic)
-        vdata.unclean_set_num_rows(rows)
-        prim = GeomLines(Geom.UH_static) if lines else GeomTriangles(Geom.UH_static)
-        prim.set_index_type(Geom.NT_uint32)
-        handle = prim.modify_vertices()
-        handle.unclean_set_num_rows(len(indices))
-        memoryview(handle).cast("B")[:] = np.ascontiguousarray(indices, np.uint32).tobytes()
-        geom = Geom(vdata)
-        geom.add_primitive(prim)
-        node = GeomNode(name)
-        node.add_geom(geom)
-        return node, vdata
-
     def draw(self, parent: Any = None) -> None:
         """Create the surface (one Geom of triangles, per-vertex colour, drawn from both sides)
         and the overlay (grid lines and node crosses, one Geom of lines) under ``parent``
@@ -530,10 +497,10 @@ class CriticHeatmap:
         self.root = Entity(parent=parent if parent is not None else scene, name="critic_heatmap")
         self.surface = Entity(parent=self.root, name="critic_surface")
         self.overlay = Entity(parent=self.root, name="critic_overlay")
-        self._surface_gnode, self._surface_vdata = self._make_geom_node(
+        self._surface_gnode, self._surface_vdata = make_indexed_geom_node(
             "critic_surface", g * g, self.surface_indices(), lines=False
         )
-        self._overlay_gnode, self._overlay_vdata = self._make_geom_node(
+        self._overlay_gnode, self._overlay_vdata = make_indexed_geom_node(
             "critic_overlay", 5 * g * g, self.overlay_indices(), lines=True
         )
         surface_np = self.surface.attach_new_node(self._surface_gnode)

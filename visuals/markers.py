@@ -17,15 +17,9 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from visuals.drawable import Drawable, check_positive
+from visuals.drawable import Drawable, check_positions_and_modes, check_positive
 from visuals.palette import MODE_COLORS
-from visuals.trails import (
-    VERTEX_DTYPE,
-    check_push,
-    colors_to_uint8,
-    make_geom_node,
-    vertex_view,
-)
+from visuals.vertex_buffer import VERTEX_DTYPE, colors_to_uint8, make_geom_node, vertex_view
 
 # World size of one marker pixel for the sphere reference (8 px -> 0.16 world units).
 SPHERE_WORLD_PER_PIXEL = 0.02
@@ -121,7 +115,7 @@ class BatchedMarkers(Drawable):
 
     def update(self, positions: ArrayLike, modes: ArrayLike) -> None:
         """Move and recolour all markers: (count, 3) world positions, (count,) mode codes."""
-        pos, m = check_push(positions, modes, self.count, len(self._lut))
+        pos, m = check_positions_and_modes(positions, modes, self.count, len(self._lut))
         if self.count == 0:
             return
         v = vertex_view(self._vdata, self)
@@ -181,7 +175,7 @@ class MarkerEntities(Drawable):
     def update(self, positions: ArrayLike, modes: ArrayLike) -> None:
         from ursina import Vec3, Vec4
 
-        pos, m = check_push(positions, modes, self.count, len(self.mode_colors))
+        pos, m = check_positions_and_modes(positions, modes, self.count, len(self.mode_colors))
         colors = mode_marker_colors(m, self.mode_colors)
         for sphere, p, c in zip(self.spheres, pos, colors, strict=True):
             sphere.position = Vec3(*(float(x) for x in p))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 # Rows follow calf.modes.Mode: certified, relax, fallback, unchecked.
 MODE_COLORS = np.array(
@@ -32,3 +33,14 @@ TRAINING_MODE_COLORS = np.array(
 GOAL_COLOR = (0.3, 0.6, 1.0, 1.0)
 TIMELINE_COLOR = (0.55, 0.8, 1.0, 1.0)
 BACKGROUND = (0.09, 0.10, 0.12, 1.0)
+
+
+def mode_color_table(mode_colors: ArrayLike) -> NDArray[np.float32]:
+    """A table of mode colours, one RGBA row per mode code, as float32; ValueError unless it is
+    (n_modes, 4) with 1 <= n_modes <= 127 (codes are stored as int8)."""
+    table = np.asarray(mode_colors, dtype=np.float32)
+    if table.ndim != 2 or table.shape[1] != 4 or table.shape[0] < 1:
+        raise ValueError(f"mode_colors must be (n_modes, 4) RGBA rows, got shape {table.shape}")
+    if table.shape[0] > 127:
+        raise ValueError(f"at most 127 modes (stored as int8), got {table.shape[0]}")
+    return table

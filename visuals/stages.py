@@ -25,10 +25,12 @@ from calf.batch_policy import ActorOnly, BatchPolicy, PerAgentLoop
 from calf.controller import CALFController
 from visuals.config import VisualConfig
 from visuals.heatmap import CriticHeatmap, HeightSource, LoopHeights
+from visuals.line_trails import LineTrailGroup
 from visuals.markers import BatchedMarkers, MarkerEntities, MarkerSet
 from visuals.options import REFERENCE_PATHS
 from visuals.panel import CachedPanel, Panel, ReferencePanel
-from visuals.trails import BatchedTrailRenderer, LineTrailGroup, TrailSet
+from visuals.trail_set import TrailSet
+from visuals.trails import BatchedTrailRenderer
 
 # The profiler sections of one frame, in the order the frame runs them ("render" is what the
 # frame spends after its update: Panda3D culling and drawing).

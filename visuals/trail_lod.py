@@ -144,14 +144,6 @@ class SlotLayout:
         r = k & self._low
         return self._cls_offset[r] + (k >> self._cls_shift[r]) % self._cls_ring[r]
 
-    def drawn_seqs(self, n_kept: int) -> NDArray[np.int64]:
-        """Sequence numbers of the drawn points, oldest first, of a trail after ``n_kept`` kept
-        pushes since its last clear."""
-        ages = np.arange(min(self.max_points, int(n_kept)), dtype=np.int64)
-        k = n_kept - 1 - ages
-        level = np.searchsorted(self.bounds, ages, side="right")
-        return k[(k & (self.strides[level] - 1)) == 0][::-1]
-
     def push_writes(
         self, seq: NDArray[np.int64]
     ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:

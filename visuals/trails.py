@@ -1,26 +1,22 @@
-"""Agent trails: the per-agent reference (``LineTrail``) and every trail in one mesh.
+"""Every agent's trail in one mesh: ``BatchedTrailRenderer``, the trails stage's optimised path.
 
-Two implementations of one interface (``TrailSet``) so the visual trainer can swap them
-(``--reference trails``):
+It stands behind ``TrailSet`` (visuals/trail_set.py) beside its loop reference ``LineTrailGroup``
+(visuals/line_trails.py, ``--reference trails``).
 
-- ``LineTrailGroup``: one ``LineTrail`` per agent, the seed behaviour kept as the reference path
-  and the test oracle. Each trail groups its points into runs of equal mode, draws each run as its
-  own Entity (own mesh, own colour, so one draw call each) and regenerates those meshes from
-  Python lists every ``rebuild_every`` points.
-- ``BatchedTrailRenderer``: one Geom for all agents, one draw call for any N. Agent ``a`` owns
-  the vertex rows ``a*S .. a*S+S-1`` and the segment rows ``a*S .. a*S+S-1`` of one indexed
-  ``GeomLines``, where ``S`` is the slot count of its ``SlotLayout`` (visuals/trail_lod.py): at
-  full resolution (``lod=None``) a ring of ``S = P = max_points`` slots, with a ``TrailLOD`` a few
-  small per-class rings holding only the drawn points (older points thinned at strides 2, 4, 8...;
-  102 slots instead of 600 for ``TrailLOD.doubling()``), so the segments llvmpipe sets up shrink
-  with the vertices. Slot ``i`` owns segment row ``i``: from its point to the next newer drawn
-  point, or degenerate (both indices equal, zero length, draws nothing), in particular for the
-  newest point and for free slots. A push writes, vectorised over agents, the new vertex of every
-  agent that keeps a point (position and mode colour, one interleaved row, never moved or
-  rewritten afterwards) and a few segment rows per such agent (the new point's and its
-  predecessor's, plus those of points leaving a level of detail), directly into the Panda3D
-  buffers through numpy views over their memory: no mesh regeneration, no per-agent or per-point
-  Python loop. Per-vertex colours carry the modes, so mode switches cost nothing.
+``BatchedTrailRenderer``: one Geom for all agents, one draw call for any N. Agent ``a`` owns
+the vertex rows ``a*S .. a*S+S-1`` and the segment rows ``a*S .. a*S+S-1`` of one indexed
+``GeomLines``, where ``S`` is the slot count of its ``SlotLayout`` (visuals/trail_lod.py): at
+full resolution (``lod=None``) a ring of ``S = P = max_points`` slots, with a ``TrailLOD`` a few
+small per-class rings holding only the drawn points (older points thinned at strides 2, 4, 8...;
+102 slots instead of 600 for ``TrailLOD.doubling()``), so the segments llvmpipe sets up shrink
+with the vertices. Slot ``i`` owns segment row ``i``: from its point to the next newer drawn
+point, or degenerate (both indices equal, zero length, draws nothing), in particular for the
+newest point and for free slots. A push writes, vectorised over agents, the new vertex of every
+agent that keeps a point (position and mode colour, one interleaved row, never moved or
+rewritten afterwards) and a few segment rows per such agent (the new point's and its
+predecessor's, plus those of points leaving a level of detail), directly into the Panda3D
+buffers through numpy views over their memory: no mesh regeneration, no per-agent or per-point
+Python loop. Per-vertex colours carry the modes, so mode switches cost nothing.
 
 Buffer-write accounting (``mesh_updates``): +1 each time the vertex array (positions and colours
 interleaved in ONE ``GeomVertexArrayData``, so one upload) is modified: once per push that keeps
@@ -30,409 +26,22 @@ at least one point, once per add/remove of agents. Index-array writes are counte
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from visuals.drawable import Drawable, check_positive
-from visuals.palette import MODE_COLORS
+from calf.validation import as_row_indices
+from visuals.drawable import Drawable, check_positions_and_modes, check_positive, check_positive_int
+from visuals.palette import MODE_COLORS, mode_color_table
 from visuals.trail_lod import SlotLayout, TrailLOD
-
-# One interleaved vertex: float32 x, y, z then RGBA as uint8 (16 bytes, matches _vertex_format()).
-VERTEX_DTYPE = np.dtype([("position", "<f4", (3,)), ("color", "u1", (4,))])
-
-
-def colors_to_uint8(colors: ArrayLike) -> NDArray[np.uint8]:
-    """RGBA floats in [0, 1] -> uint8, the way they are stored in the vertex buffers."""
-    c = np.asarray(colors, dtype=np.float64)
-    if c.ndim < 1 or c.shape[-1] != 4:
-        raise ValueError(f"colours must have 4 (RGBA) components, got shape {c.shape}")
-    if not np.all(np.isfinite(c)):
-        raise ValueError("colours contain NaN or inf")
-    return np.round(np.clip(c, 0.0, 1.0) * 255.0).astype(np.uint8)
-
-
-def _mode_table(mode_colors: ArrayLike) -> NDArray[np.float32]:
-    table = np.asarray(mode_colors, dtype=np.float32)
-    if table.ndim != 2 or table.shape[1] != 4 or table.shape[0] < 1:
-        raise ValueError(f"mode_colors must be (n_modes, 4) RGBA rows, got shape {table.shape}")
-    if table.shape[0] > 127:
-        raise ValueError(f"at most 127 modes (stored as int8), got {table.shape[0]}")
-    return table
-
-
-def _check_positive_int(name: str, value: int) -> int:
-    if int(value) != value or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def select_ids(ids: ArrayLike, n: int) -> NDArray[np.int64]:
-    """Agent indices (any order, repeats allowed) or a bool mask of length ``n`` -> sorted unique
-    int64 indices; ValueError when out of range or the mask has the wrong length."""
-    a = np.asarray(ids)
-    if a.dtype == bool:
-        if a.shape != (n,):
-            raise ValueError(f"bool mask must have shape ({n},), got {a.shape}")
-        return np.flatnonzero(a).astype(np.int64)
-    a = a.reshape(-1)
-    if a.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    if not np.issubdtype(a.dtype, np.integer):
-        if not np.issubdtype(a.dtype, np.floating) or np.any(a != np.round(a)):
-            raise ValueError(f"agent ids must be integers or a bool mask, got dtype {a.dtype}")
-    out = np.unique(a.astype(np.int64))
-    if out[0] < 0 or out[-1] >= n:
-        raise ValueError(f"agent ids must lie in [0, {n}), got {out[0]}..{out[-1]}")
-    return out
-
-
-def check_push(
-    positions: ArrayLike, modes: ArrayLike, n_agents: int, n_modes: int
-) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-    """Validated (n_agents, 3) float32 positions and (n_agents,) int64 mode codes."""
-    pos = np.asarray(positions, dtype=np.float32)
-    if pos.shape != (n_agents, 3):
-        raise ValueError(f"positions must have shape ({n_agents}, 3), got {pos.shape}")
-    if not np.all(np.isfinite(pos)):
-        raise ValueError("positions contain NaN or inf")
-    m = np.asarray(modes)
-    if m.shape != (n_agents,):
-        raise ValueError(f"modes must have shape ({n_agents},), got {m.shape}")
-    if m.size and not np.issubdtype(m.dtype, np.integer):
-        raise ValueError(f"modes must be integer mode codes, got dtype {m.dtype}")
-    m = m.astype(np.int64, copy=False)
-    if m.size and (m.min() < 0 or m.max() >= n_modes):
-        raise ValueError(f"mode codes must lie in [0, {n_modes}), got {m.min()}..{m.max()}")
-    return pos, m
-
-
-@runtime_checkable
-class TrailSet(Protocol):
-    """What the visual trainer needs from a set of trails (both implementations satisfy it).
-    ``mesh_updates`` counts vertex-buffer uploads and ``bytes_written`` their bytes (monotone)."""
-
-    entity: Any
-
-    @property
-    def num_agents(self) -> int: ...
-    @property
-    def mesh_updates(self) -> int: ...
-    @property
-    def bytes_written(self) -> int: ...
-
-    def add_agents(self, n: int) -> None: ...
-    def remove_agents(self, ids: ArrayLike) -> None: ...
-    def clear(self, ids: ArrayLike) -> None: ...
-    def push(self, positions: np.ndarray, modes: np.ndarray) -> None: ...
-    def polyline(self, agent: int) -> tuple[np.ndarray, np.ndarray]: ...
-    def set_visible(self, visible: bool) -> None: ...
-    def destroy(self) -> None: ...
-
-
-# --------------------------------------------------------------------------------------------
-# Reference: one LineTrail per agent
-# --------------------------------------------------------------------------------------------
-
-
-class LineTrail(Drawable):
-    """One agent's trail, the seed behaviour: a ring of points and modes, decimation, and one
-    Entity per run of equal mode (up to ``max_segments``, the newest runs win), each with its own
-    mesh and colour, regenerated from Python lists every ``rebuild_every`` kept points."""
-
-    def __init__(
-        self,
-        max_points: int = 600,
-        decimation: int = 1,
-        rebuild_every: int = 1,
-        mode_colors: ArrayLike = MODE_COLORS,
-        thickness: float = 2.0,
-        parent: Any = None,
-        max_segments: int = 50,
-    ) -> None:
-        from ursina import Entity, scene
-
-        self.max_points = _check_positive_int("max_points", max_points)
-        self.decimation = _check_positive_int("decimation", decimation)
-        self.rebuild_every = _check_positive_int("rebuild_every", rebuild_every)
-        self.max_segments = _check_positive_int("max_segments", max_segments)
-        self.thickness = check_positive("thickness", thickness)
-        self.mode_colors = _mode_table(mode_colors)
-        self.entity = Entity(parent=parent if parent is not None else scene)
-        self._points: deque[tuple[float, float, float]] = deque(maxlen=self.max_points)
-        self._modes: deque[int] = deque(maxlen=self.max_points)
-        self._segments: list[Any] = []  # pooled segment entities, surplus ones hidden
-        self._pushes = 0  # since creation or clear, for decimation
-        self._since_rebuild = 0
-        self.mesh_updates = 0  # segment meshes regenerated
-        self.bytes_written = 0  # their float32 positions
-
-    @property
-    def points(self) -> NDArray[np.float32]:
-        """Kept points, oldest first, (k, 3) float32."""
-        return np.array(self._points, dtype=np.float32).reshape(-1, 3)
-
-    @property
-    def modes(self) -> NDArray[np.int64]:
-        """Mode codes of the kept points, oldest first, (k,)."""
-        return np.array(self._modes, dtype=np.int64)
-
-    def _append(self, position: ArrayLike, mode: int) -> bool:
-        keep = self._pushes % self.decimation == 0
-        self._pushes += 1
-        if not keep:
-            return False
-        p = np.asarray(position, dtype=np.float32).reshape(-1)
-        if p.shape != (3,) or not np.all(np.isfinite(p)):
-            raise ValueError(f"position must be 3 finite numbers, got {position!r}")
-        m = int(mode)
-        if m != mode or not 0 <= m < len(self.mode_colors):
-            raise ValueError(f"mode must be an integer in [0, {len(self.mode_colors)}), got {mode}")
-        self._points.append((float(p[0]), float(p[1]), float(p[2])))
-        self._modes.append(m)
-        self._since_rebuild += 1
-        return True
-
-    def add_point(self, position: ArrayLike, mode: int) -> None:
-        """Record one step (kept if it is a multiple of ``decimation``); rebuild when due."""
-        if self._append(position, mode) and self._since_rebuild >= self.rebuild_every:
-            self.rebuild()
-
-    def extend(self, positions: ArrayLike, modes: ArrayLike) -> None:
-        """Many steps at once, (T, 3) and (T,): the same points as T ``add_point`` calls, one
-        rebuild at the end (used to fill trails quickly)."""
-        pos = np.asarray(positions, dtype=np.float32).reshape(-1, 3)
-        m = np.asarray(modes).reshape(-1)
-        if len(pos) != len(m):
-            raise ValueError(f"{len(pos)} positions but {len(m)} modes")
-        kept = False
-        for p, mode in zip(pos, m, strict=True):
-            kept = self._append(p, int(mode)) or kept
-        if kept:
-            self.rebuild()
-
-    def clear(self) -> None:
-        """Forget every point (episode ended); the next point is kept."""
-        self._points.clear()
-        self._modes.clear()
-        self._pushes = 0
-        self.rebuild()
-
-    def _runs(self) -> list[tuple[int, int, int]]:
-        """(mode, start, stop) of each run of equal modes, oldest first."""
-        modes = np.array(self._modes, dtype=np.int64)
-        if modes.size == 0:
-            return []
-        cuts = np.flatnonzero(np.diff(modes)) + 1
-        starts = np.concatenate([[0], cuts])
-        stops = np.concatenate([cuts, [modes.size]])
-        return [(int(modes[s]), int(s), int(e)) for s, e in zip(starts, stops, strict=True)]
-
-    def rebuild(self) -> None:
-        """Regenerate every drawn segment mesh from the point lists (the reference's cost)."""
-        from ursina import Entity, Mesh, Vec3, Vec4
-
-        self._since_rebuild = 0
-        points = list(self._points)
-        runs = self._runs()[-self.max_segments :]
-        used = 0
-        for mode, start, stop in runs:
-            # A run also reaches the first point of the next run, so the trail stays connected.
-            verts = [Vec3(*p) for p in points[start : min(stop + 1, len(points))]]
-            if len(verts) < 2:
-                continue
-            color = Vec4(*(float(c) for c in self.mode_colors[mode]))
-            if used < len(self._segments):
-                seg = self._segments[used]
-                seg.model.vertices = verts
-                seg.model.generate()
-                seg.color = color
-                seg.visible = True
-            else:
-                mesh = Mesh(vertices=verts, mode="line", thickness=self.thickness, static=False)
-                seg = Entity(parent=self.entity, model=mesh, color=color)
-                self._segments.append(seg)
-            self.mesh_updates += 1
-            self.bytes_written += 12 * len(verts)
-            used += 1
-        for seg in self._segments[used:]:
-            if seg.visible:
-                seg.visible = False
-
-    def _forget(self) -> None:
-        self._segments = []
-
-
-class LineTrailGroup(Drawable):
-    """N ``LineTrail`` objects behind the ``TrailSet`` interface: the reference path."""
-
-    def __init__(
-        self,
-        max_points: int = 600,
-        decimation: int = 1,
-        mode_colors: ArrayLike = MODE_COLORS,
-        thickness: float = 2.0,
-        parent: Any = None,
-        rebuild_every: int = 1,
-    ) -> None:
-        from ursina import Entity, scene
-
-        self.max_points = _check_positive_int("max_points", max_points)
-        self.decimation = _check_positive_int("decimation", decimation)
-        self.rebuild_every = _check_positive_int("rebuild_every", rebuild_every)
-        self.thickness = check_positive("thickness", thickness)
-        self.mode_colors = _mode_table(mode_colors)
-        self.entity = Entity(parent=parent if parent is not None else scene)
-        self.trails: list[LineTrail] = []
-        self._retired = (0, 0)  # mesh updates and bytes of removed trails keep counting
-
-    @property
-    def num_agents(self) -> int:
-        return len(self.trails)
-
-    @property
-    def mesh_updates(self) -> int:
-        return self._retired[0] + sum(t.mesh_updates for t in self.trails)
-
-    @property
-    def bytes_written(self) -> int:
-        return self._retired[1] + sum(t.bytes_written for t in self.trails)
-
-    def add_agents(self, n: int) -> None:
-        """Append ``n`` empty trails."""
-        if int(n) != n or n < 0:
-            raise ValueError(f"n must be a non-negative integer, got {n!r}")
-        for _ in range(int(n)):
-            self.trails.append(
-                LineTrail(
-                    self.max_points,
-                    self.decimation,
-                    self.rebuild_every,
-                    self.mode_colors,
-                    self.thickness,
-                    parent=self.entity,
-                )
-            )
-
-    def remove_agents(self, ids: ArrayLike) -> None:
-        """Destroy these trails; the others keep their order."""
-        drop = set(select_ids(ids, self.num_agents).tolist())
-        kept = []
-        for i, trail in enumerate(self.trails):
-            if i in drop:
-                updates, written = self._retired
-                self._retired = (updates + trail.mesh_updates, written + trail.bytes_written)
-                trail.destroy()
-            else:
-                kept.append(trail)
-        self.trails = kept
-
-    def clear(self, ids: ArrayLike) -> None:
-        for i in select_ids(ids, self.num_agents):
-            self.trails[i].clear()
-
-    def push(self, positions: np.ndarray, modes: np.ndarray) -> None:
-        """One step for every agent: each trail adds (and maybe rebuilds) on its own."""
-        pos, m = check_push(positions, modes, self.num_agents, len(self.mode_colors))
-        for trail, p, mode in zip(self.trails, pos, m, strict=True):
-            trail.add_point(p, int(mode))
-
-    def extend(self, positions: ArrayLike, modes: ArrayLike) -> None:
-        """T steps at once, (T, N, 3) and (T, N): the same trails as T pushes, one rebuild each."""
-        pos = np.asarray(positions, dtype=np.float32)
-        m = np.asarray(modes)
-        if pos.ndim != 3 or pos.shape[1:] != (self.num_agents, 3) or m.shape != pos.shape[:2]:
-            raise ValueError(
-                f"extend needs (T, {self.num_agents}, 3) positions and (T, {self.num_agents}) "
-                f"modes, got {pos.shape} and {m.shape}"
-            )
-        for i, trail in enumerate(self.trails):
-            trail.extend(pos[:, i], m[:, i])
-
-    def polyline(self, agent: int) -> tuple[np.ndarray, np.ndarray]:
-        trail = self.trails[agent]
-        return trail.points, trail.modes
-
-    def _forget(self) -> None:
-        self.trails = []
-
-
-# --------------------------------------------------------------------------------------------
-# Batched: every trail in one Geom
-# --------------------------------------------------------------------------------------------
-
-
-def _vertex_format() -> Any:
-    """Position float32 x3 and colour uint8 x4, interleaved in one array (one upload)."""
-    from panda3d.core import Geom, GeomVertexArrayFormat, GeomVertexFormat
-
-    array = GeomVertexArrayFormat()
-    array.add_column("vertex", 3, Geom.NT_float32, Geom.C_point)
-    array.add_column("color", 4, Geom.NT_uint8, Geom.C_color)
-    fmt = GeomVertexFormat.register_format(GeomVertexFormat(array))
-    if fmt.get_array(0).get_stride() != VERTEX_DTYPE.itemsize:
-        raise RuntimeError("unexpected Panda3D vertex layout")
-    return fmt
-
-
-def make_geom_node(name: str, primitive: Any, rows: int) -> tuple[Any, Any, Any]:
-    """A GeomNode holding one Geom of ``rows`` zeroed interleaved vertices and ``primitive``;
-    returns (node, vertex data, primitive) as held by the node (writes go straight to them)."""
-    from panda3d.core import Geom, GeomNode, GeomVertexData, OmniBoundingVolume
-
-    vdata = GeomVertexData(name, _vertex_format(), Geom.UH_dynamic)
-    vdata.set_num_rows(rows)
-    geom = Geom(vdata)
-    geom.add_primitive(primitive)
-    # Fixed bounds: otherwise every modification rescans all vertices for a bounding volume.
-    geom.set_bounds(OmniBoundingVolume())
-    node = GeomNode(name)
-    node.add_geom(geom)
-    node.set_bounds(OmniBoundingVolume())
-    node.set_final(True)
-    held = node.modify_geom(0)
-    return node, held.modify_vertex_data(), held.modify_primitive(0)
-
-
-class WrittenBytes(Protocol):
-    """What a counted view adds its writes to."""
-
-    bytes_written: int
-
-
-class CountedView(np.ndarray):
-    """A numpy view over a Panda3D buffer whose every assignment adds the bytes it writes to its
-    owner's ``bytes_written``. Views taken from it (a field, a reshape, ``.view``) count too, so
-    a write is counted however it is spelled (``np.copyto`` and ``out=`` are not assignments:
-    write through indexing)."""
-
-    owner: WrittenBytes | None = None
-
-    def __array_finalize__(self, obj: Any) -> None:
-        self.owner = getattr(obj, "owner", None)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        super().__setitem__(key, value)
-        if self.owner is not None:
-            # The target's size: a view for slices and fields, a copy of the few written rows
-            # for index arrays (the same order of work as the write itself).
-            self.owner.bytes_written += np.asarray(self[key]).nbytes
-
-
-def counted(buffer: Any, dtype: Any, owner: WrittenBytes) -> Any:
-    """A writable numpy view over ``buffer`` (a Panda3D array handle) that counts its writes."""
-    view = np.frombuffer(memoryview(buffer), dtype=dtype).view(CountedView)
-    view.owner = owner
-    return view
-
-
-def vertex_view(vdata: Any, owner: WrittenBytes) -> Any:
-    """A writable structured numpy view (VERTEX_DTYPE) over the vertex array's own memory,
-    counting its writes into ``owner``; taking it marks the array modified, so Panda3D uploads
-    it once before the next draw."""
-    return counted(vdata.modify_array(0), VERTEX_DTYPE, owner)
+from visuals.vertex_buffer import (
+    VERTEX_DTYPE,
+    colors_to_uint8,
+    counted,
+    make_geom_node,
+    vertex_view,
+)
 
 
 class BatchedTrailRenderer(Drawable):
@@ -458,10 +67,10 @@ class BatchedTrailRenderer(Drawable):
             raise ValueError(f"max_agents must be a non-negative integer, got {max_agents!r}")
         if lod is not None and not isinstance(lod, TrailLOD):
             raise ValueError(f"lod must be a TrailLOD or None, got {lod!r}")
-        self.max_points = _check_positive_int("max_points", max_points)
-        self.decimation = _check_positive_int("decimation", decimation)
+        self.max_points = check_positive_int("max_points", max_points)
+        self.decimation = check_positive_int("decimation", decimation)
         self.thickness = check_positive("thickness", thickness)
-        self.mode_colors = _mode_table(mode_colors)
+        self.mode_colors = mode_color_table(mode_colors)
         self._lut = colors_to_uint8(self.mode_colors)
         self._lut_words = self._lut.view(np.uint32).reshape(-1)  # RGBA bytes as one word
         self.lod = lod
@@ -555,7 +164,7 @@ class BatchedTrailRenderer(Drawable):
 
     def remove_agents(self, ids: ArrayLike) -> None:
         """Drop these trails; the rest keep their order and move down into contiguous slots."""
-        drop = select_ids(ids, self.num_agents)
+        drop = as_row_indices(ids, self.num_agents, "agent ids")
         if drop.size == 0:
             return
         keep_mask = np.ones(self.num_agents, dtype=bool)
@@ -578,7 +187,7 @@ class BatchedTrailRenderer(Drawable):
 
     def clear(self, ids: ArrayLike) -> None:
         """Empty these trails (episode ended): their segments become degenerate."""
-        agents = select_ids(ids, self.num_agents)
+        agents = as_row_indices(ids, self.num_agents, "agent ids")
         if agents.size == 0:
             return
         self._kept[agents] = 0
@@ -591,7 +200,7 @@ class BatchedTrailRenderer(Drawable):
     def push(self, positions: np.ndarray, modes: np.ndarray) -> None:
         """One step for every agent: write the kept agents' new vertices and the few segment
         rows each push changes (``SlotLayout.push_writes``)."""
-        pos, m = check_push(positions, modes, self.num_agents, len(self._lut))
+        pos, m = check_positions_and_modes(positions, modes, self.num_agents, len(self._lut))
         n, S = self.num_agents, self.slots_per_agent
         if n == 0:
             return
@@ -628,16 +237,6 @@ class BatchedTrailRenderer(Drawable):
             raise ValueError(f"extend needs (T, N, 3) and (T, N), got {pos.shape} and {m.shape}")
         for t in range(len(pos)):
             self.push(pos[t], m[t])
-
-    def polyline(self, agent: int) -> tuple[np.ndarray, np.ndarray]:
-        """This agent's drawn trail, oldest first: points read from the vertex buffer and
-        modes (every kept point at full resolution, the ones its LOD keeps otherwise)."""
-        if not 0 <= agent < self.num_agents:
-            raise ValueError(f"agent must lie in [0, {self.num_agents}), got {agent}")
-        S = self.slots_per_agent
-        slots = self.layout.slot(self.layout.drawn_seqs(int(self._kept[agent])))
-        v = np.frombuffer(memoryview(self._vdata.get_array(0)), dtype=VERTEX_DTYPE)
-        return v["position"][agent * S + slots].copy(), self._modes[agent, slots].astype(np.int64)
 
     def _forget(self) -> None:
         self.num_agents = 0

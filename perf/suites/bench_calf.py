@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from calf import CALFController, pd_nominal_policy
 from calf.batch_policy import PerAgentLoop
+from calf.config import RunConfig
+from calf.trainer import make_controller
 from perf.bench_compare import REPORT_ONLY
 from perf.suites.gates import Speedup, measure_speedup
 
@@ -45,17 +46,13 @@ def torch_threads() -> Iterator[Callable[[int], None]]:
     torch.set_num_threads(previous)
 
 
-def make_controller(seed: int = 0) -> CALFController:
-    """The production set-up: float32 networks, default CALF parameters, PD fallback."""
-    return CALFController(2, 1, 5.0, pd_nominal_policy(), seed=seed)
-
-
 def make_paths(n: int, seed: int = 0) -> tuple[Callable[[], object], Callable[[], object]]:
     """(loop call, batch call) on the same N states, each on its own identically built
     controller, agents already created (the first call creates them)."""
     states = np.random.default_rng(seed).uniform(-4.0, 4.0, size=(n, 2))
-    loop = PerAgentLoop(make_controller(seed))
-    batch = make_controller(seed)
+    # The controller a run uses (RunConfig's defaults), built alike on both paths.
+    loop = PerAgentLoop(make_controller(RunConfig(), seed=seed))
+    batch = make_controller(RunConfig(), seed=seed)
     loop.select_action_batch_codes(states)
     batch.select_action_batch_codes(states)
     return (
@@ -113,7 +110,7 @@ def _measure(n: int, quick: bool) -> Speedup:
 def _bare_forward_vs_single_call() -> Speedup:
     """One single-agent select_action (reference) vs the bare batched actor + critic forward
     at N = 25 (optimised): 25 x this ratio is the ceiling of the N = 25 loop/batch ratio."""
-    ctrl = make_controller()
+    ctrl = make_controller(RunConfig())
     states = np.random.default_rng(0).uniform(-4.0, 4.0, size=(25, 2))
     s_t = ctrl.td3.to_tensor(states)
     return measure_speedup(
@@ -161,8 +158,8 @@ def test_gate_two_forward_passes_per_batch_call(n: int) -> None:
     """Exactly one actor and one critic forward per batch call at every N (none at N = 0); the
     loop reference makes N of each."""
     states = np.random.default_rng(n).uniform(-4.0, 4.0, size=(n, 2))
-    ctrl = make_controller()
-    loop = PerAgentLoop(make_controller())
+    ctrl = make_controller(RunConfig())
+    loop = PerAgentLoop(make_controller(RunConfig()))
     counter, loop_counter = ctrl.td3.forward_counter, loop.controller.td3.forward_counter
     for step in range(3):
         counter.reset()

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from calf.trainer import AgentTrainer, TrainerConfig
+from calf.config import RunConfig, apply_overrides
+from calf.trainer import AgentTrainer
 from perf.suites.gates import measure_speedup
 from visuals.stats_cache import (
     ReferenceStatsPanel,
@@ -106,7 +107,7 @@ class Panel:
 
 
 def make_panel() -> Panel:
-    tr = AgentTrainer(TrainerConfig(seed=0, learning_starts=8, batch_size=8))
+    tr = AgentTrainer(apply_overrides(RunConfig(), {"td3.learning_starts": 8, "td3.batch_size": 8}))
     result = None
     for _ in range(16):  # past warm-up: Q, certificate and losses are real
         result = tr.step()

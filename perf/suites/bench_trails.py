@@ -61,8 +61,9 @@ def agent_paths(n: int, steps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 def make_trails(impl: str, n: int) -> Any:
     """The trail set under test for one column of the table."""
+    from visuals.line_trails import LineTrailGroup
     from visuals.trail_lod import TrailLOD
-    from visuals.trails import BatchedTrailRenderer, LineTrailGroup
+    from visuals.trails import BatchedTrailRenderer
 
     makers: dict[str, Callable[[], Any]] = {
         "reference": lambda: LineTrailGroup(P),

@@ -23,14 +23,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from calf import CALFController, PerAgentLoop, PointMassBatch, PointMassParams, pd_nominal_policy
+from calf import PerAgentLoop, PointMassBatch, PointMassParams
+from calf.config import RunConfig
+from calf.trainer import make_controller
 from visuals.config import preset
 from visuals.heatmap import CriticHeatmap, LoopHeights
+from visuals.line_trails import LineTrailGroup
 from visuals.markers import BatchedMarkers, MarkerEntities
 from visuals.panel import CachedPanel, ReferencePanel
 from visuals.probe import PythonWork
 from visuals.trail_lod import TrailLOD
-from visuals.trails import BatchedTrailRenderer, LineTrailGroup
+from visuals.trails import BatchedTrailRenderer
 
 SIZES = (5, 100)
 BASE = np.random.default_rng(7).uniform(-4.0, 4.0, size=(5, 2))
@@ -67,7 +70,7 @@ def modes(n: int, t: int) -> np.ndarray:
 
 # Each builder returns the stage call to count, already warmed up on the same world.
 def policy(n: int, reference: bool) -> Callable[[], object]:
-    ctrl = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=0)
+    ctrl = make_controller(RunConfig())
     ctrl.set_relax_probability(0.0)  # deployed: no relax draws, every branch deterministic
     stage = PerAgentLoop(ctrl) if reference else ctrl
     s = world(n)
@@ -87,7 +90,7 @@ def physics(n: int, reference: bool) -> Callable[[], object]:
 
 
 def heights(n: int, reference: bool) -> Callable[[], object]:
-    ctrl = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=0)
+    ctrl = make_controller(RunConfig())
     heatmap = CriticHeatmap(ctrl.td3)
     stage = LoopHeights(heatmap) if reference else heatmap
     s = world(n)
@@ -129,7 +132,7 @@ def markers(n: int, reference: bool) -> Callable[[], object]:
 def panel(n: int, reference: bool) -> Callable[[], object]:
     """The panel's only input that follows N is the agent count it shows; shown as the same
     figure at both sizes (a longer number is a longer text to lay out, not per-agent work)."""
-    ctrl = CALFController(2, 1, 5.0, pd_nominal_policy(), seed=0)
+    ctrl = make_controller(RunConfig())
     stage = ReferencePanel(ctrl.td3) if reference else CachedPanel(preset("medium"))
     _DRAWN.append(stage.text)
     state, action = BASE[0], np.zeros(1)
