@@ -14,6 +14,8 @@ calf-perf selftest behaviour-preserving regressions patched into a copy of the t
 calf-perf ab       this change against its base commit, in one job (exit 1: regression,
                    3: too noisy to tell, 2: usage error)
 calf-perf noise    a noisy neighbour: busy work switching on and off at random over seconds
+calf-perf trust    ab's false-alarm rate (or power) measured: K runs on an unchanged (or a
+                   slowed) commit, quiet or beside the noise (exit 1: over the budget)
 """
 
 from __future__ import annotations
@@ -398,6 +400,45 @@ def cmd_noise(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trust(a: argparse.Namespace) -> int:
+    from perf import trust
+    from perf.trees import repo_root
+
+    ab_args = [*(["--quick"] if a.quick else []), *(["--noise"] if a.noise else [])]
+    where = "beside the noise generator" if a.noise else "quiet"
+    print(f"trust: {a.runs} run(s) of calf-perf ab {' '.join(ab_args)}, injected: {a.inject}, "
+          f"{where}", flush=True)  # fmt: skip
+
+    def show(run: trust.TrustRun) -> None:
+        print(
+            f"  run {run.index}: exit {run.exit} in {run.seconds:.0f} s: {run.verdict}", flush=True
+        )
+
+    runs = trust.measure(repo_root(Path.cwd()), a.runs, a.inject, ab_args, on_run=show)
+    summary = trust.summarize(runs, a.inject)
+    lines = trust.table(runs)
+    if a.inject == "none":
+        verdict = (
+            f"false alarms: {summary.false_alarms} of {summary.runs} runs "
+            f"({summary.false_alarm_rate:.0%}; budget {a.budget:.0%}), "
+            f"inconclusive {summary.inconclusive}, failed {summary.failed}"
+        )
+        failed = summary.false_alarm_rate > a.budget or summary.failed > 0
+    else:
+        verdict = (
+            f"flagged {summary.flagged} of {summary.runs} runs ({summary.power:.0%}), "
+            f"inconclusive {summary.inconclusive}, failed {summary.failed}"
+        )
+        failed = summary.power < a.min_power or summary.failed > 0
+    print("\n" + "\n".join(lines) + "\n\n" + verdict)
+    if a.json:
+        _write_json(a.json, trust.to_json(runs, summary, a.budget))
+    if a.markdown:
+        text = "\n".join(["## calf-perf trust", "", f"**{verdict}**", "", "```", *lines, "```"])
+        provenance.append_markdown(a.markdown, text)
+    return 1 if failed else 0
+
+
 def cmd_flame(a: argparse.Namespace) -> int:
     return flame.main(a)
 
@@ -538,6 +579,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="append the report (e.g. $GITHUB_STEP_SUMMARY)",
     )
     ab.set_defaults(fn=cmd_ab)
+
+    tr = sub.add_parser(
+        "trust", help="the false-alarm rate (or the power) of calf-perf ab, measured"
+    )
+    tr.add_argument("--runs", type=int, default=5, help="ab runs (default: %(default)s)")
+    tr.add_argument("--quick", action="store_true", help="ab --quick (N = 20 only)")
+    tr.add_argument("--noise", action="store_true", help="each run beside the noise generator")
+    tr.add_argument(
+        "--inject",
+        choices=("none", "frame", "micro"),
+        default="none",
+        help="the commit measured: no change, +10%% of the frame in physics, or a benchmark "
+        "made 2x slower (default: %(default)s)",
+    )
+    tr.add_argument(
+        "--budget",
+        type=_percent,
+        default=0.2,
+        help="largest false-alarm rate accepted, --inject none (default: 20%%)",
+    )
+    tr.add_argument(
+        "--min-power",
+        type=_percent,
+        default=0.8,
+        help="smallest share of runs flagging an injected regression (default: 80%%)",
+    )
+    tr.add_argument("--json", type=Path, metavar="PATH", help="every run's outcome")
+    tr.add_argument("--markdown", type=Path, metavar="PATH", help="append the table")
+    tr.set_defaults(fn=cmd_trust)
 
     nz = sub.add_parser("noise", help="a noisy neighbour: random on/off busy work")
     nz.add_argument("--workers", type=int, default=1, help="busy processes (default: 1)")
