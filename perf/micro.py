@@ -151,6 +151,16 @@ class SuiteProcess:
         self.send({"time": k, "spin_s": spin_s})
         return float(self.expect("t")["t"]) / k
 
+    def finish(self) -> None:
+        """The suites ran to their end: their pytest must have passed (a benchmark that fails
+        or a suite that does not import is an error, not a comparison of nothing)."""
+        try:
+            status = self.proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            raise self._fail("did not exit at the end of its suites") from None
+        if status != 0:
+            raise self._fail(f"pytest exited with status {status}")
+
     def close(self) -> None:
         try:
             self._commands.close()
@@ -240,6 +250,8 @@ def measure(
                     ):
                         w.release()
                         break
+            for p in procs.values():
+                p.finish()
         finally:
             for p in procs.values():
                 p.close()
