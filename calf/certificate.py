@@ -140,9 +140,11 @@ def calf_step(
     (N, action_dim)) become the actions taken, in place: ``nominal(states[rows])`` for the rows
     that fall back. The agents' certificates, P_relax, last Q and counters move."""
     certified = certified_rows(rule, agents, states, q)
-    codes = np.zeros(len(states), dtype=np.int8)
-    uncertified = (~certified).nonzero()[0]
-    if uncertified.size:
+    n = len(states)
+    n_certified = int(np.count_nonzero(certified))
+    codes = np.zeros(n, dtype=np.int8)
+    if n_certified < n:
+        uncertified = (~certified).nonzero()[0]
         u = relax_draws.random(uncertified.size)
         falls_back = u >= agents.P_relax[uncertified]
         fallback = uncertified[falls_back]
@@ -152,13 +154,23 @@ def calf_step(
         agents.nominal_interventions += codes == Mode.FALLBACK
         if fallback.size:
             actions[fallback] = nominal(states[fallback])
-
-    rows = certified[:, None]
-    np.copyto(agents.s_cert, states, where=rows)
-    np.copyto(agents.a_cert, actions, where=rows)
-    np.copyto(agents.q_cert, q, where=certified)
-    agents.has_cert |= certified
-    agents.certified_steps += certified
+    # Every row certified, or none (the training agent's every step, a batch's most steps):
+    # whole-array writes or none; masked writes only for a mix. Same result, fewer numpy
+    # calls: the training agent's select_action 360 -> 285 us here (the scalar code it
+    # replaced: 230 us).
+    if n_certified == n:
+        agents.s_cert[...] = states
+        agents.a_cert[...] = actions
+        agents.q_cert[...] = q
+        agents.has_cert[...] = True
+        agents.certified_steps += 1
+    elif n_certified:
+        rows = certified[:, None]
+        np.copyto(agents.s_cert, states, where=rows)
+        np.copyto(agents.a_cert, actions, where=rows)
+        np.copyto(agents.q_cert, q, where=certified)
+        agents.has_cert |= certified
+        agents.certified_steps += certified
     agents.P_relax *= rule.lambda_relax
     agents.total_steps += 1
     agents.last_q = q
