@@ -47,15 +47,15 @@ def bench_name(nodeid: str) -> str:
 class _Link:
     def __init__(self, fds: str) -> None:
         read_fd, write_fd = (int(x) for x in fds.split(","))
-        self._in = os.fdopen(read_fd, "r", encoding="utf-8")
-        self._out = os.fdopen(write_fd, "w", encoding="utf-8")
+        self._from_driver_pipe = os.fdopen(read_fd, "r", encoding="utf-8")
+        self._to_driver_pipe = os.fdopen(write_fd, "w", encoding="utf-8")
 
     def send(self, message: dict[str, Any]) -> None:
-        self._out.write(json.dumps(message) + "\n")
-        self._out.flush()
+        self._to_driver_pipe.write(json.dumps(message) + "\n")
+        self._to_driver_pipe.flush()
 
     def receive(self) -> dict[str, Any]:
-        line = self._in.readline()
+        line = self._from_driver_pipe.readline()
         if not line:
             raise RuntimeError("calf lockstep: the driver went away")
         message: dict[str, Any] = json.loads(line)

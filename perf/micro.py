@@ -105,7 +105,7 @@ class SuiteProcess:
         )
         os.close(to_child_r)
         os.close(to_parent_w)
-        self._commands = os.fdopen(to_child_w, "w", encoding="utf-8")
+        self._to_suites_pipe = os.fdopen(to_child_w, "w", encoding="utf-8")
         self._events = to_parent_r  # read by hand: a buffered reader hides lines from select
         self._buffer = b""
         self.collected: list[str] = self.expect("collected")["collected"]
@@ -141,8 +141,8 @@ class SuiteProcess:
 
     def send(self, message: dict[str, Any]) -> None:
         try:
-            self._commands.write(json.dumps(message) + "\n")
-            self._commands.flush()
+            self._to_suites_pipe.write(json.dumps(message) + "\n")
+            self._to_suites_pipe.flush()
         except BrokenPipeError:
             raise self._fail("the suites went away") from None
 
@@ -163,7 +163,7 @@ class SuiteProcess:
 
     def close(self) -> None:
         try:
-            self._commands.close()
+            self._to_suites_pipe.close()
             os.close(self._events)
         except OSError:
             pass
