@@ -309,7 +309,10 @@ def run_ab(
         for i, n in enumerate(cfg.agents):
             spec = ArmSpec(n, warmup=cfg.warmup, late=late)
             arms.append({label: arm_type(tree, spec, label) for label, tree in _arms(base, head)})
-            pilot = _frame_ms(arms[-1]["head"].block(cfg.frames))
+            # A pilot block in every arm (head's sizes the calibration): the arms stay on the
+            # same frames, so block i of each simulates the same world.
+            pilots = {label: _frame_ms(arm.block(cfg.frames)) for label, arm in arms[-1].items()}
+            pilot = pilots["head"]
             section, fraction = cfg.calibrate or (
                 INJECTABLE[(rotation(head, base) + i) % len(INJECTABLE)],
                 cfg.rule.threshold,
