@@ -16,7 +16,7 @@ _MARK = {"regression": "REGRESSION", "improvement": "improved", "unchanged": "ok
 
 def _where(c: Calibration) -> str:
     if c.micro:
-        return f"+{c.fraction:.0%} of {c.where.removeprefix('benchmark ')}"
+        return f"+{c.fraction:.0%} more work in {c.where}"
     return f"+{c.fraction:.0%} of the frame in {c.where} at N={c.agents}"
 
 
@@ -119,7 +119,12 @@ def _notes(result: AbResult) -> list[str]:
     for c in result.calibrations:
         got = ", ".join(f"{d.change:+.1%} -> {d.verdict}" for d in c.decisions) or "not decided"
         ms = f" ({c.ms:.2f} ms)" if not c.micro else ""
-        notes.append(f"calibration: {_where(c)}{ms}: {got}")
+        same = (
+            ""
+            if c.same is None
+            else (f"; unslowed, head against base: {c.same.change:+.1%} -> {c.same.verdict}")
+        )
+        notes.append(f"calibration: {_where(c)}{ms}: {got}{same}")
     notes += [f"not judged: {s}" for s in result.skipped]
     notes += [f"micro: {name} exists on one side only (not compared)" for name in result.micro_only]
     return notes

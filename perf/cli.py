@@ -339,7 +339,7 @@ def _calibration(text: str) -> tuple[str, float | None]:
 def cmd_ab(a: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from perf.ab import AbConfig, micro_rounds_for, rotation, run_ab
+    from perf.ab import AbConfig, micro_rounds_for, run_ab
     from perf.ab_report import format_markdown, format_text, to_json
     from perf.micro import MicroRun, measure
     from perf.noise import noise_beside
@@ -370,7 +370,6 @@ def cmd_ab(a: argparse.Namespace) -> int:
                 head,
                 micro_rounds_for(cfg.micro_rule, cfg.micro_rounds),
                 quick=True,
-                calibrate=rotation(head, base),
                 threshold=cfg.micro_rule.threshold,
                 on_line=lambda line: print(line, flush=True),
             )

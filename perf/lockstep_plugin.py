@@ -14,11 +14,16 @@ Protocol, one JSON object per line:
   ``{"ready": name, "call_s": seconds}`` when a benchmark's function is ready (one call made,
   its result kept for the test); ``{"t": seconds}`` after each timing; ``{"finished": name}``
   after each test; ``{"end": true}`` at the end of the session.
-- driver -> plugin: ``{"time": k, "spin_s": s}``: call the function k times back to back, with
-  ``s`` seconds of busy work after each call (a known slowdown: the calibration), the garbage
-  collector off, and answer the seconds; ``{"done": true}``: the benchmark is over, the test
-  goes on (pytest-benchmark then times one round of its own, so the test's ``benchmark.stats``
-  exist).
+- driver -> plugin: ``{"time": k, "scale": s}``: call the function k times back to back, the
+  garbage collector off, and answer the seconds; ``{"done": true}``: the benchmark is over, the
+  test goes on (pytest-benchmark then times one round of its own, so the test's
+  ``benchmark.stats`` exist).
+
+Before the first test, every process serves one more benchmark, ``CALIBRATION``: a pure-Python
+loop of ``CALIBRATION_LOOPS`` iterations times ``scale`` (the driver asks one process for
+more: a known slowdown, in work rather than in time, so the machine's speed moves it as it
+moves any benchmark). It is the same code in both trees: it shows what the pairing of two
+processes can detect at this moment, whatever the change under test did.
 
 A benchmark is named by its file name and test id, without the folder (``bench_calf.py::
 test_bench_batched[n=20]``), so suites that moved between folders still pair up.
@@ -26,6 +31,7 @@ test_bench_batched[n=20]``), so suites that moved between folders still pair up.
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 import os
@@ -36,6 +42,8 @@ from typing import Any
 import pytest
 
 ENV = "CALF_LOCKSTEP_FDS"
+CALIBRATION = "~calibration"  # sorts before every benchmark file name
+CALIBRATION_LOOPS = 20_000  # about 1 ms of Python here
 
 
 def bench_name(nodeid: str) -> str:
@@ -62,10 +70,12 @@ class _Link:
         return message
 
 
-def _spin(seconds: float) -> None:
-    end = time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        pass
+def calibration_work(loops: int) -> int:
+    """The calibration benchmark's body: plain interpreter work."""
+    total = 0
+    for i in range(loops):
+        total += i * i
+    return total
 
 
 class Lockstep:
@@ -82,6 +92,9 @@ class Lockstep:
             bench_name(i.nodeid) for i in items if "benchmark" in getattr(i, "fixturenames", ())
         ]
         self.link.send({"collected": names})
+        self.current = CALIBRATION
+        self.serve(lambda scale=1.0: calibration_work(round(CALIBRATION_LOOPS * scale)), None)
+        self.link.send({"finished": CALIBRATION})
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item: pytest.Item) -> Any:
@@ -92,8 +105,9 @@ class Lockstep:
     def pytest_sessionfinish(self) -> None:
         self.link.send({"end": True})
 
-    def serve(self, call: Callable[[], Any], setup: Callable[[], Any] | None) -> Any:
-        """Make the first call, announce the benchmark, then time calls on command."""
+    def serve(self, call: Callable[..., Any], setup: Callable[[], Any] | None) -> Any:
+        """Make the first call, announce the benchmark, then time calls on command (a
+        ``scale`` other than 1 goes to ``call``: only the calibration takes one)."""
         result = call() if setup is None else _with_setup(call, setup)
         start = time.perf_counter()
         call() if setup is None else _with_setup(call, setup)
@@ -102,7 +116,9 @@ class Lockstep:
             command = self.link.receive()
             if command.get("done"):
                 return result
-            self.link.send({"t": _time(call, setup, int(command["time"]), command["spin_s"])})
+            scale = float(command.get("scale", 1.0))
+            timed = call if scale == 1.0 else functools.partial(call, scale)
+            self.link.send({"t": _time(timed, setup, int(command["time"]))})
 
 
 def _with_setup(call: Callable[..., Any], setup: Callable[[], Any]) -> Any:
@@ -113,7 +129,7 @@ def _with_setup(call: Callable[..., Any], setup: Callable[[], Any]) -> Any:
     return call()
 
 
-def _time(call: Callable[..., Any], setup: Callable[[], Any] | None, k: int, spin: float) -> float:
+def _time(call: Callable[..., Any], setup: Callable[[], Any] | None, k: int) -> float:
     """Seconds of ``k`` calls (each after its ``setup``, which is not timed), GC off."""
     collecting = gc.isenabled()
     gc.disable()
@@ -123,8 +139,6 @@ def _time(call: Callable[..., Any], setup: Callable[[], Any] | None, k: int, spi
             start = time.perf_counter()
             for _ in range(k):
                 call()
-                if spin:
-                    _spin(spin)
             total = time.perf_counter() - start
         else:
             for _ in range(k):
@@ -132,8 +146,6 @@ def _time(call: Callable[..., Any], setup: Callable[[], Any] | None, k: int, spi
                 args, kwargs = made if made else ((), {})
                 start = time.perf_counter()
                 call(*args, **kwargs)
-                if spin:
-                    _spin(spin)
                 total += time.perf_counter() - start
         return total
     finally:

@@ -11,16 +11,20 @@ falls on both and the paired per-round ratio head/base cancels it. Measured here
 rounds of a 1 ms workload drift by up to 2x over seconds, while two neighbouring 0.2 ms timings
 differ by 2 % (median absolute deviation).
 
-What the per-round ratios cannot cancel is the process itself: memory layout, the cores its
-pages and threads landed on. Two processes of the same code keep a steady offset of a few per
-cent on some benchmarks; the decision rule's ``margin`` (``perf.decision``) is that allowance.
-Both processes start with the same hash seed and without address-space randomisation (where
-``setarch -R`` exists), so identical code lays out alike.
+What the per-round ratios cannot cancel is the process itself. The two cores of these machines
+run at different speeds for seconds at a time (their host neighbours differ), and a process
+tends to stay on the core it last ran on: unpinned, two processes of the same code kept steady
+offsets of 9-11 % (median over 52 benchmarks; 28 of 52 beyond 10 %, up to 68 %) here. So both
+run pinned to the same core (``suite_cpu``): 2-3 % (median), 1 of 52 beyond 10 %, 13 % at most.
+Both also start with the same hash seed and without address-space randomisation (where
+``setarch -R`` exists), so identical code lays out alike. What offset is left, the decision
+rule's ``margin`` (``perf.decision``) allows.
 
-Calibration: one common benchmark, rotating with the commit pair, is also timed in the head
-process with busy work of ``threshold`` x its time added to every call, a third arm compared
-with base like head is. If the run does not call that arm a regression, it could not have seen
-a change of the threshold's size, and the micro verdicts are reported as inconclusive.
+Calibration: before the suites, both processes serve the plugin's calibration benchmark (the
+same interpreter loop in both trees); head's process also runs it with ``threshold`` more work,
+a third arm compared with base like head is. If the run does not call that arm a regression,
+it could not have seen a change of the threshold's size, and the micro verdicts are reported as
+inconclusive. Its head arm against base is an A/A comparison of the pairing itself.
 """
 
 from __future__ import annotations
@@ -59,18 +63,31 @@ class BenchmarkRounds:
     base: list[float] = field(default_factory=list)
     head: list[float] = field(default_factory=list)
     cal: list[float] = field(default_factory=list)
-    spin_s: float = 0.0
 
 
 @dataclass
 class MicroRun:
     """What the micro side measured: the benchmarks both trees have, the names only one has,
-    and which benchmark carried the calibration."""
+    and the calibration benchmark (its ``cal`` arm carries the known slowdown)."""
 
     benchmarks: dict[str, BenchmarkRounds]
     only: list[str]
-    calibrated: str | None
+    calibration: BenchmarkRounds | None
     seconds: float
+
+
+def suite_cpu() -> int | None:
+    """The core both suite processes run on: the last one this process may use (None where
+    affinity cannot be set)."""
+    if not hasattr(os, "sched_getaffinity"):
+        return None
+    return max(os.sched_getaffinity(0))
+
+
+def _pin() -> None:
+    cpu = suite_cpu()
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
 
 
 class SuiteProcess:
@@ -102,6 +119,7 @@ class SuiteProcess:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             pass_fds=(to_child_r, to_parent_w),
+            preexec_fn=_pin,
         )
         os.close(to_child_r)
         os.close(to_parent_w)
@@ -146,9 +164,9 @@ class SuiteProcess:
         except BrokenPipeError:
             raise self._fail("the suites went away") from None
 
-    def time(self, k: int, spin_s: float = 0.0) -> float:
-        """Seconds per call over ``k`` calls."""
-        self.send({"time": k, "spin_s": spin_s})
+    def time(self, k: int, scale: float = 1.0) -> float:
+        """Seconds per call over ``k`` calls (``scale``: the calibration's work factor)."""
+        self.send({"time": k, "scale": scale})
         return float(self.expect("t")["t"]) / k
 
     def finish(self) -> None:
@@ -204,14 +222,12 @@ def measure(
     head: Tree,
     rounds_for: Callable[[BenchmarkRounds, int], int],
     quick: bool = True,
-    calibrate: int | None = None,
-    threshold: float = 0.1,
+    threshold: float = 0.25,
     on_line: Callable[[str], None] = lambda _line: None,
 ) -> MicroRun:
     """Time every benchmark both trees have, in lockstep. ``rounds_for(rounds, m)`` says how
     many more rounds a benchmark gets (0: it is done), ``m`` the number of common benchmarks;
-    ``calibrate`` picks the benchmark that also gets the calibration arm (+``threshold`` of its
-    time, in head's process): the common benchmarks in order, rotated by it."""
+    the calibration benchmark's third arm does ``threshold`` more work in head's process."""
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="calf-ab-micro-") as tmp:
         plugin_dir = Path(tmp)
@@ -221,10 +237,6 @@ def measure(
             walkers = {label: _Walker(p) for label, p in procs.items()}
             common = set(procs["base"].collected) & set(procs["head"].collected)
             only = sorted(set(procs["base"].collected) ^ set(procs["head"].collected))
-            ordered = sorted(common)
-            chosen = (
-                ordered[calibrate % len(ordered)] if ordered and calibrate is not None else None
-            )
             more = lambda r: rounds_for(r, len(common))  # noqa: E731
             done: dict[str, BenchmarkRounds] = {}
             b, h = walkers["base"], walkers["head"]
@@ -235,7 +247,8 @@ def measure(
                     break
                 if b.at is not None and b.at == h.at:
                     name = b.at
-                    done[name] = _compare(b, h, name, more, name == chosen, threshold)
+                    scale = 1.0 + threshold if name == lockstep_plugin.CALIBRATION else None
+                    done[name] = _compare(b, h, name, more, scale)
                     on_line(_line(done[name]))
                     b.release()
                     h.release()
@@ -255,8 +268,8 @@ def measure(
         finally:
             for p in procs.values():
                 p.close()
-    calibrated = chosen if chosen in done else None
-    return MicroRun(done, only, calibrated, time.perf_counter() - start)
+    calibration = done.pop(lockstep_plugin.CALIBRATION, None)
+    return MicroRun(done, only, calibration, time.perf_counter() - start)
 
 
 def _compare(
@@ -264,29 +277,28 @@ def _compare(
     h: _Walker,
     name: str,
     rounds_for: Callable[[BenchmarkRounds], int],
-    calibrated: bool,
-    threshold: float,
+    cal_scale: float | None,
 ) -> BenchmarkRounds:
+    """Warm up, then rounds until ``rounds_for`` says done; with ``cal_scale`` a third arm:
+    head's process doing that much more work."""
     call_s = max(min(b.call_s, h.call_s), 1e-7)
     k = max(1, round(SAMPLE_S / call_s))
     rounds = BenchmarkRounds(name, k)
     for _ in range(WARMUP_ROUNDS):
         b.proc.time(k)
         h.proc.time(k)
-    if calibrated:
-        rounds.spin_s = threshold * float(np.median([b.proc.time(k) for _ in range(3)]))
-    arms = [("base", b, 0.0), ("head", h, 0.0)]
-    if calibrated:
-        arms.append(("cal", h, rounds.spin_s))
+    arms = [("base", b, 1.0), ("head", h, 1.0)]
+    if cal_scale is not None:
+        arms.append(("cal", h, cal_scale))
     i = 0
     while (more := rounds_for(rounds)) > 0:
         for _ in range(more):
             times = {}
-            for arm, walker, spin in arms if i % 2 == 0 else arms[::-1]:
-                times[arm] = walker.proc.time(k, spin)
+            for arm, walker, scale in arms if i % 2 == 0 else arms[::-1]:
+                times[arm] = walker.proc.time(k, scale)
             rounds.base.append(times["base"])
             rounds.head.append(times["head"])
-            if calibrated:
+            if cal_scale is not None:
                 rounds.cal.append(times["cal"])
             i += 1
     return rounds
