@@ -587,10 +587,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--noise", action="store_true", help="each run beside the noise generator")
     tr.add_argument(
         "--inject",
-        choices=("none", "frame", "micro"),
+        choices=("none", "frame", "micro", "both"),
         default="none",
-        help="the commit measured: no change, +10%% of the frame in physics, or a benchmark "
-        "made 2x slower (default: %(default)s)",
+        help="the change measured: nothing, +10%% of the frame in physics, a benchmark made 2x "
+        "slower, or both (default: %(default)s)",
     )
     tr.add_argument(
         "--budget",

@@ -10,7 +10,9 @@ against its parent, quiet or beside the noise generator (``--noise``, ``perf.noi
 - ``--inject frame``: the commit adds about 10 % of an N = 20 frame as busy work in the physics
   stage (the selftest's timed regression); the power is the share of runs flagging it.
 - ``--inject micro``: the commit makes the heights interpolation (the benchmark
-  ``bench_heatmap.py::test_agent_heights[*-vectorized]``) do its work twice.
+  ``bench_heatmap.py::test_agent_heights[*-vectorized]``) do its work twice;
+- ``--inject both``: both in one commit (one run measures both powers: the table says which
+  were flagged).
 
 The table gives every run's exit, what it flagged, its calibrations and the change each metric
 family could have detected. With ``--inject none`` the command exits 1 when the false-alarm
@@ -38,16 +40,19 @@ _HEIGHTS = (
     "        return self._heights_unchecked("
     "self._interpolate_checked(self._states_array(states)))\n"
 )
-INJECTIONS: dict[str, Regression | None] = {
-    "none": None,
-    "frame": next(r for r in CATALOGUE if r.checks == ("ab",)),
-    "micro": Regression(
-        "the heights interpolation done twice", "micro-benchmark 2x slower", "visuals/heatmap.py",
-        _HEIGHTS,
-        "        self._interpolate_checked(self._states_array(states))\n" + _HEIGHTS,
-        ("ab",),
-    ),
-}  # fmt: skip
+_FRAME = next(r for r in CATALOGUE if r.checks == ("ab",))
+_MICRO = Regression(
+    "the heights interpolation done twice", "micro-benchmark 2x slower", "visuals/heatmap.py",
+    _HEIGHTS,
+    "        self._interpolate_checked(self._states_array(states))\n" + _HEIGHTS,
+    ("ab",),
+)  # fmt: skip
+INJECTIONS: dict[str, tuple[Regression, ...]] = {
+    "none": (),
+    "frame": (_FRAME,),
+    "micro": (_MICRO,),
+    "both": (_FRAME, _MICRO),
+}
 
 
 @dataclass
@@ -101,15 +106,13 @@ def measure(
     last commit is the injection (module docstring)."""
     out: list[TrustRun] = []
     with copies(root, 1) as (tree,), tempfile.TemporaryDirectory(prefix="calf-trust-") as tmp:
-        injection = INJECTIONS[inject]
-        if injection is None:
-            _git(tree, "commit", "-q", "--allow-empty", "-m", "nothing")
-        else:
-            apply(tree, injection)
+        _git(tree, "commit", "-q", "--allow-empty", "-m", "nothing")
+        for regression in INJECTIONS[inject]:  # each its own commit; ab compares with "base"
+            apply(tree, regression)
         env = {**os.environ, **RUN_ENV, "PYTHONPATH": str(tree)}
         for i in range(1, runs + 1):
             report = Path(tmp) / f"ab-{i}.json"
-            cmd = [sys.executable, "-m", "perf", "ab", "--base", "HEAD~1", "--head", "HEAD",
+            cmd = [sys.executable, "-m", "perf", "ab", "--base", "base", "--head", "HEAD",
                    "--json", str(report), *ab_args]  # fmt: skip
             start = time.perf_counter()
             proc = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)

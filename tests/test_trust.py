@@ -52,8 +52,8 @@ def test_an_ab_report_is_read_for_what_stands(tmp_path: Path) -> None:
     assert run.false_alarm
 
 
-@pytest.mark.parametrize("name", ["frame", "micro"])
+@pytest.mark.parametrize("name", ["frame", "micro", "both"])
 def test_the_injections_apply_to_this_tree(name: str) -> None:
-    injection = INJECTIONS[name]
-    assert injection is not None
-    assert (ROOT / injection.path).read_text().count(injection.old) == 1
+    assert INJECTIONS[name]
+    for injection in INJECTIONS[name]:
+        assert (ROOT / injection.path).read_text().count(injection.old) == 1
