@@ -1,7 +1,8 @@
 """Work budgets: the exact work one frame may do, checked on every frame of a seeded run.
 
-Timing catches only what is bigger than the noise; the seeds' three complaints (per-agent Python
-loops, redundant network queries, per-frame rebuilds) are countable, and a count does not flake.
+Timing catches only what is bigger than the noise; the three slow patterns of the upstream code
+(per-agent Python loops, redundant network queries, per-frame rebuilds) are countable, and a
+count does not flake.
 A headless run with ``--probe work=1`` records each frame's counts (forward passes by the stage
 that made them, vertex-buffer uploads and bytes by drawn layer, text layouts by text); the
 budgets below are checked on those rows, at N = 5 and N = 100 in one ``calf-perf budgets`` run.

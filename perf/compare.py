@@ -1,7 +1,7 @@
 """Reference vs optimised headless runs, interleaved; the Stage-4 targets checked on the result.
 
 Every target is a ratio measured in the same session or an exact count, never an absolute time
-(except the scale targets of the full sweep, which the seeds state in FPS).
+(except the scale targets of the full sweep, which the upstream documents state in FPS).
 """
 
 from __future__ import annotations

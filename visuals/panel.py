@@ -5,7 +5,7 @@ implementations side by side:
 
 - ``CachedPanel``: the values go through a ``StatsCache``; the Text is assigned (and so laid out
   again) only on frames where a shown value changed and its period passed; 0 forward passes.
-- ``ReferencePanel`` (``--reference stats``): the seed's path, a critic query for Q(s, a), a full
+- ``ReferencePanel`` (``--reference stats``): the upstream path, a critic query for Q(s, a), a full
   rebuild of the text and an assignment every frame.
 
 Every Ursina ``Text`` here is a ``CountedText``: assigning ``text`` re-lays out the whole string,
@@ -75,7 +75,7 @@ class CachedPanel:
 
 
 class ReferencePanel:
-    """The seed's panel: Q(s, a) queried from the critic, the whole text rebuilt and assigned,
+    """The upstream panel: Q(s, a) queried from the critic, the whole text rebuilt and assigned,
     every frame."""
 
     def __init__(self, td3: TD3) -> None:

@@ -6,7 +6,7 @@ the first render at least its period (in frames) after it was last shown, so fas
 (Q, losses, FPS) re-lay out the panel a few times a second instead of every frame. ``render()`` on
 a clean frame returns the cached string; otherwise it replaces the due lines and joins them.
 
-``ReferenceStatsPanel`` is the seed's per-frame path, kept selectable (``--reference stats``): one
+``ReferenceStatsPanel`` is the upstream per-frame path, kept selectable (``--reference stats``): one
 critic forward for Q(s, a) and a full rebuild every frame. ``panel_values_from`` reads the figures
 the controller and trainer already hold (the training agent's Q included), so the cached panel
 makes no forward pass at all.
@@ -277,7 +277,7 @@ class StatsCache:
 
 # ------------------------------------------------------------------ the reference path
 class ReferenceStatsPanel:
-    """The seed's per-frame path, kept selectable (``--reference stats``): every frame it
+    """The upstream per-frame path, kept selectable (``--reference stats``): every frame it
     queries the critic for Q(s, a) of the training agent's current state (one critic forward)
     and rebuilds the whole text with ``build_panel_text``.
 

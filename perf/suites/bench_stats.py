@@ -1,4 +1,4 @@
-"""The statistics panel per frame: the seed's path (critic query + full rebuild) vs StatsCache.
+"""The statistics panel per frame: the upstream path (critic query + full rebuild) vs StatsCache.
 
 Scenarios, each run on both paths with the same trainer and controller:
 
