@@ -162,7 +162,7 @@ def cmd_sweep(a: argparse.Namespace) -> int:
                 n,
                 frames=a.frames,
                 warmup=a.warmup,
-                mode="optimized",
+                mode="optimised",
                 size=a.size,
                 late=not a.early,
                 save=not a.no_save,
@@ -184,7 +184,7 @@ def cmd_soak(a: argparse.Namespace) -> int:
         a.agents,
         frames=a.frames,
         warmup=a.warmup,
-        mode="optimized",
+        mode="optimised",
         size=a.size,
         probe=tuple(probe),
         timeout_s=a.timeout,
@@ -467,7 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="one headless run")
     r.add_argument("--agents", type=int, required=True)
-    r.add_argument("--mode", choices=MODES, default="optimized")
+    r.add_argument("--mode", choices=MODES, default="optimised")
     common(r, 300, 60)
     r.set_defaults(fn=cmd_run)
 
@@ -525,7 +525,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("budgets", help="the exact work of a frame against its budgets")
     b.add_argument("--agents", type=int, nargs="*", default=[5, 100], help="none: only --leak")
-    b.add_argument("--mode", choices=MODES, default="optimized", help="reference: every loop path")
+    b.add_argument("--mode", choices=MODES, default="optimised", help="reference: every loop path")
     b.add_argument("--leak", action="store_true", help="also measure the retained-memory slope")
     b.add_argument("--leak-agents", type=int, default=20)
     b.add_argument("--leak-frames", type=int, default=1000)

@@ -78,7 +78,7 @@ def _closest(ns: list[int], want: int) -> int:
 
 def stage4_targets(summary: dict[str, dict[str, dict[str, float]]]) -> list[dict[str, Any]]:
     """The Stage-4 targets that a reference-vs-optimised comparison can check."""
-    opt, ref = summary.get("optimized", {}), summary.get("reference", {})
+    opt, ref = summary.get("optimised", {}), summary.get("reference", {})
     ns = sorted(int(n) for n in opt if n in ref)
     if not ns:
         return []
@@ -132,7 +132,7 @@ def stage4_targets(summary: dict[str, dict[str, dict[str, float]]]) -> list[dict
 
 def scale_targets(summary: dict[str, dict[str, dict[str, float]]]) -> list[dict[str, Any]]:
     """The sweep's scale targets: 100 agents >= 60 FPS, 1000 agents >= 20 FPS (optimised)."""
-    opt = summary.get("optimized", {})
+    opt = summary.get("optimised", {})
     out = []
     for n, fps in ((100, 60.0), (1000, 20.0)):
         if str(n) in opt:
@@ -151,7 +151,7 @@ def format_table(summary: dict[str, dict[str, dict[str, float]]]) -> str:
     lines = [head, "-" * len(head)]
     ns = sorted({int(n) for m in summary.values() for n in m})
     for n in ns:
-        for mode in ("reference", "optimized"):
+        for mode in ("reference", "optimised"):
             s = summary.get(mode, {}).get(str(n))
             if s is None:
                 continue
@@ -184,7 +184,7 @@ def save_scaling_plot(summary: dict[str, dict[str, dict[str, float]]], path: str
     import matplotlib.pyplot as plt
 
     fig, (ax_fps, ax_cpu) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
-    styles = {"optimized": ("#2a7", "o-"), "reference": ("#c44", "s--")}
+    styles = {"optimised": ("#2a7", "o-"), "reference": ("#c44", "s--")}
     for mode, rows in summary.items():
         ns = sorted(int(n) for n in rows)
         col, style = styles.get(mode, ("#555", "x-"))

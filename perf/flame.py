@@ -74,7 +74,7 @@ class FlameSpec:
     frames: int = 600
     warmup: int = 60
     size: tuple[int, int] = (640, 360)
-    mode: str = "optimized"
+    mode: str = "optimised"
     seed: int = 0
     rate: int = 200
     preset: str = "medium"
@@ -506,7 +506,7 @@ def add_arguments(p: argparse.ArgumentParser, size: Callable[[str], tuple[int, i
     )
     p.add_argument("--agents", type=int, default=20, help="visual agents (default: %(default)s)")
     p.add_argument(
-        "--mode", choices=MODES, default="optimized", help="code paths (default: %(default)s)"
+        "--mode", choices=MODES, default="optimised", help="code paths (default: %(default)s)"
     )
     p.add_argument(
         "--frames",

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-MODES = ("optimized", "reference")
+MODES = ("optimised", "reference")
 
 RECORD_KEYS = (
     "agents",
@@ -66,7 +66,7 @@ class RunSpec:
     agents: int
     frames: int = 300
     warmup: int = 60
-    mode: str = "optimized"
+    mode: str = "optimised"
     size: tuple[int, int] = (640, 360)
     preset: str = "medium"
     seed: int = 0

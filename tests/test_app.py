@@ -46,10 +46,10 @@ def color_share(img: np.ndarray, rgb: tuple[float, float, float], tol: int = 40)
 
 
 @pytest.fixture(scope="module")
-def optimized_run(
+def optimised_run(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    out = tmp_path_factory.mktemp("optimized")
+    out = tmp_path_factory.mktemp("optimised")
     proc = run_app(
         "--agents", "5", "--frames", "150", "--out", str(out), "--td3.learning-starts", "64",
         "--profile", str(out / "profile.json"),
@@ -57,8 +57,8 @@ def optimized_run(
     return out, proc
 
 
-def test_optimized_run_of_150_frames_finishes_and_writes_its_run_folder(optimized_run):
-    out, proc = optimized_run
+def test_optimised_run_of_150_frames_finishes_and_writes_its_run_folder(optimised_run):
+    out, proc = optimised_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     for name in (
         "screenshot.png", "profile.json", "config.toml", "metrics.jsonl", "eval.json",
@@ -70,20 +70,20 @@ def test_optimized_run_of_150_frames_finishes_and_writes_its_run_folder(optimize
     assert set(evaluation) >= {"episode", "calf", "actor", "nominal"}
 
 
-def test_optimized_run_makes_at_most_three_visualisation_forwards_per_frame(optimized_run):
-    out, _ = optimized_run
+def test_optimised_run_makes_at_most_three_visualisation_forwards_per_frame(optimised_run):
+    out, _ = optimised_run
     profile = json.loads((out / "profile.json").read_text())
     counters = profile["counters"]
     assert counters["vis_forward_passes"] <= 3
     assert counters["vis_forward_passes"] >= 2  # the batched policy: 1 actor + 1 critic
     assert counters["train_forward_passes"] > 0
-    assert profile["run"]["mode"] == "optimized"
+    assert profile["run"]["mode"] == "optimised"
 
 
-def test_screenshot_is_not_blank_and_shows_the_surface_and_the_trails(optimized_run):
+def test_screenshot_is_not_blank_and_shows_the_surface_and_the_trails(optimised_run):
     from visuals.palette import BACKGROUND, MODE_COLORS
 
-    out, _ = optimized_run
+    out, _ = optimised_run
     img = load_png(out / "screenshot.png")
     assert img.shape[:2] == (360, 640)
     assert color_share(img, BACKGROUND[:3], tol=6) < 0.9  # something is drawn

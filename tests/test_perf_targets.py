@@ -24,7 +24,7 @@ def row(fps: float, cpu: float, fwd: float, draws: float) -> dict[str, float]:
 
 def summary(opt: dict[int, dict], ref: dict[int, dict]) -> dict:
     return {
-        "optimized": {str(n): r for n, r in opt.items()},
+        "optimised": {str(n): r for n, r in opt.items()},
         "reference": {str(n): r for n, r in ref.items()},
     }
 
@@ -54,17 +54,17 @@ def test_each_stage4_target_fails_on_its_regression(broken, fails):
 
 
 def test_scale_targets_read_fps_at_100_and_1000_agents():
-    s = {"optimized": {"100": row(59, 20, 2, 41), "1000": row(21, 60, 2, 41)}}
+    s = {"optimised": {"100": row(59, 20, 2, 41), "1000": row(21, 60, 2, 41)}}
     ok = {t["name"]: t["ok"] for t in scale_targets(s)}
     assert ok == {"optimised FPS at N=100": False, "optimised FPS at N=1000": True}
 
 
 def test_summarize_takes_medians_over_rounds():
     runs = [
-        {**row(fps, 10, 2, 41), "mode": "optimized", "agents": 5, "round": r}
+        {**row(fps, 10, 2, 41), "mode": "optimised", "agents": 5, "round": r}
         for r, fps in enumerate((50.0, 90.0, 70.0))
     ]
-    assert summarize(runs)["optimized"]["5"]["fps"] == 70.0
+    assert summarize(runs)["optimised"]["5"]["fps"] == 70.0
 
 
 def series(rss: list[float], nodes: int = 79, every: int = 100) -> list[dict[str, float]]:

@@ -323,7 +323,7 @@ class VisualTrainerApp:
         o = self.opts
         return {
             "agents": len(self.agents),
-            "mode": "reference" if o.reference else "optimized",
+            "mode": "reference" if o.reference else "optimised",
             "reference": sorted(o.reference),
             "algo": self.run_config.train.algo,
             "preset": o.preset,

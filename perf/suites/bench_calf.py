@@ -96,14 +96,14 @@ def _measure(n: int, quick: bool) -> Speedup:
     """Loop vs batch at N, interleaved; more inner calls for the fast path."""
     loop, batch = make_paths(n)
     if n >= 1000:
-        return measure_speedup(loop, batch, rounds=3 if quick else 5, inner_optimized=20, warmup=1)
+        return measure_speedup(loop, batch, rounds=3 if quick else 5, inner_optimised=20, warmup=1)
     inner_loop = max(1, 50 // n)
     return measure_speedup(
         loop,
         batch,
         rounds=11 if quick else 21,
         inner_reference=inner_loop,
-        inner_optimized=50,
+        inner_optimised=50,
     )
 
 
@@ -118,7 +118,7 @@ def _bare_forward_vs_single_call() -> Speedup:
         lambda: ctrl.td3.act_and_q1(s_t),
         rounds=11,
         inner_reference=50,
-        inner_optimized=50,
+        inner_optimised=50,
     )
 
 
@@ -136,13 +136,13 @@ def test_gate_batched_calf_speedup(quick: bool, torch_threads) -> None:
     print(f"{'N':>6} {'loop ms':>10} {'batch ms':>10} {'ratio':>8}")
     for n, r in results.items():
         print(
-            f"{n:>6} {r.reference.median_ms:>10.3f} {r.optimized.median_ms:>10.4f} {r.ratio:>8.1f}"
+            f"{n:>6} {r.reference.median_ms:>10.3f} {r.optimised.median_ms:>10.4f} {r.ratio:>8.1f}"
         )
-    r25, ms1000 = results[25].ratio, results[1000].optimized.median_ms
+    r25, ms1000 = results[25].ratio, results[1000].optimised.median_ms
     print(
         f"N=25: {r25:.1f}x, target {RATIO_TARGET_N25:.0f}x "
         f"{'met' if r25 >= RATIO_TARGET_N25 else 'missed'}; ceiling 25 x "
-        f"{bare.reference.median_ms:.4f} ms (one select_action) / {bare.optimized.median_ms:.4f} "
+        f"{bare.reference.median_ms:.4f} ms (one select_action) / {bare.optimised.median_ms:.4f} "
         f"ms (bare batched forward) = {25 * bare.ratio:.1f}x"
     )
     print(

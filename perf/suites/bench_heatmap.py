@@ -80,7 +80,7 @@ def _per_call_s(fn: Callable[[], object]) -> float:
 def _best_ratio(sp: Speedup) -> float:
     """Fastest reference round / fastest optimised round: printed beside the median ratio, as
     the number least disturbed by other processes (large N samples get preempted often)."""
-    return min(sp.reference.rounds_s) / min(sp.optimized.rounds_s)
+    return min(sp.reference.rounds_s) / min(sp.optimised.rounds_s)
 
 
 def _run(benchmark, quick: bool, fn: Callable[[], Any]) -> Any:
@@ -93,13 +93,13 @@ def _run(benchmark, quick: bool, fn: Callable[[], Any]) -> Any:
     return benchmark.pedantic(fn, rounds=rounds, iterations=iterations, warmup_rounds=1)
 
 
-def _speedup(reference: Callable[[], object], optimized: Callable[[], object]) -> Speedup:
+def _speedup(reference: Callable[[], object], optimised: Callable[[], object]) -> Speedup:
     return measure_speedup(
         reference,
-        optimized,
+        optimised,
         rounds=GATE_ROUNDS,
         inner_reference=max(1, int(GATE_SAMPLE_S / _per_call_s(reference))),
-        inner_optimized=max(1, int(GATE_SAMPLE_S / _per_call_s(optimized))),
+        inner_optimised=max(1, int(GATE_SAMPLE_S / _per_call_s(optimised))),
     )
 
 
@@ -147,7 +147,7 @@ def test_gate_heights_and_interpolation_speedup(quick):
     print("\n  group    N       loop ms   vectorised ms   ratio   best-round ratio   max error")
     for group, n, sp, err in rows:
         print(
-            f"  {group:<8}{n:<8d}{sp.reference.median_ms:>8.4f}{sp.optimized.median_ms:>16.4f}"
+            f"  {group:<8}{n:<8d}{sp.reference.median_ms:>8.4f}{sp.optimised.median_ms:>16.4f}"
             f"{sp.ratio:>8.1f}x{_best_ratio(sp):>18.1f}x{err:>12.1e}"
         )
     assert not failures, "; ".join(failures)
@@ -184,7 +184,7 @@ def test_gate_surface_buffers_speedup(quick):
     print("\n  G     per-vertex ms   vectorised ms   ratio   best-round ratio   max error")
     for g, sp, err in rows:
         print(
-            f"  {g:<6d}{sp.reference.median_ms:>13.4f}{sp.optimized.median_ms:>16.4f}"
+            f"  {g:<6d}{sp.reference.median_ms:>13.4f}{sp.optimised.median_ms:>16.4f}"
             f"{sp.ratio:>8.1f}x{_best_ratio(sp):>18.1f}x{err:>12.1e}"
         )
     for g, sp, err in rows:

@@ -113,7 +113,7 @@ def _measure(batch: int, quick: bool) -> Speedup:
         fused,
         rounds=11 if quick else 21,
         inner_reference=inner,
-        inner_optimized=inner,
+        inner_optimised=inner,
     )
 
 
@@ -128,7 +128,7 @@ def test_gate_fused_update_speedup(quick: bool, torch_threads) -> None:
     print(f"{'batch':>6} {'reference ms':>13} {'fused ms':>10} {'ratio':>7}")
     for batch, r in results.items():
         print(
-            f"{batch:>6} {r.reference.median_ms:>13.3f} {r.optimized.median_ms:>10.3f} "
+            f"{batch:>6} {r.reference.median_ms:>13.3f} {r.optimised.median_ms:>10.3f} "
             f"{r.ratio:>7.2f}"
         )
     if 256 in results:

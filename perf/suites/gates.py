@@ -29,17 +29,17 @@ class Timing:
 @dataclass(frozen=True)
 class Speedup:
     reference: Timing
-    optimized: Timing
+    optimised: Timing
 
     @property
     def ratio(self) -> float:
         """reference median / optimised median (> 1 means the optimised path is faster)."""
-        return self.reference.median_s / self.optimized.median_s
+        return self.reference.median_s / self.optimised.median_s
 
     def __str__(self) -> str:
         return (
             f"reference {self.reference.median_ms:.4f} ms, optimised "
-            f"{self.optimized.median_ms:.4f} ms, ratio {self.ratio:.1f}x"
+            f"{self.optimised.median_ms:.4f} ms, ratio {self.ratio:.1f}x"
         )
 
 
@@ -76,17 +76,17 @@ def interleaved(
 
 def measure_speedup(
     reference: Callable[[], object],
-    optimized: Callable[[], object],
+    optimised: Callable[[], object],
     rounds: int = 15,
     inner_reference: int = 1,
-    inner_optimized: int = 1,
+    inner_optimised: int = 1,
     warmup: int = 2,
 ) -> Speedup:
     """Reference vs optimised, interleaved; ``inner_*`` calls per round (more for fast paths)."""
     t = interleaved(
-        {"reference": reference, "optimized": optimized},
+        {"reference": reference, "optimised": optimised},
         rounds=rounds,
-        inner={"reference": inner_reference, "optimized": inner_optimized},
+        inner={"reference": inner_reference, "optimised": inner_optimised},
         warmup=warmup,
     )
-    return Speedup(t["reference"], t["optimized"])
+    return Speedup(t["reference"], t["optimised"])

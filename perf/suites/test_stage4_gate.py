@@ -37,7 +37,7 @@ def test_stage4_gate_passes(tmp_path: Path, quick: bool) -> None:
     print(proc.stdout)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     data = json.loads(report.read_text())
-    assert {r["mode"] for r in data["runs"]} == {"optimized", "reference"}
+    assert {r["mode"] for r in data["runs"]} == {"optimised", "reference"}
     assert len(data["runs"]) == 6 * int(rounds)
     assert data["targets"] and all(t["ok"] for t in data["targets"])
     # Every measured frame carried the training agent's TD3 update.
