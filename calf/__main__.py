@@ -11,26 +11,23 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from calf.config import ConfigError, add_config_arguments, config_from_args, config_to_toml
+from calf.config import (
+    ConfigError,
+    OneLineParser,
+    UsageError,
+    add_config_arguments,
+    config_from_args,
+    config_to_toml,
+)
 from calf.evaluation import format_eval_line
 from calf.run_folder import RunFolderError
 
 
-class UsageError(Exception):
-    """Bad command-line input: one line on stderr, exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, no usage dump
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m calf", description=__doc__, allow_abbrev=False)
+    parser = OneLineParser(prog="python -m calf", description=__doc__, allow_abbrev=False)
     parser.add_argument("--out", metavar="DIR", help="write the run here instead of runs/...")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
     parser.add_argument("--save", metavar="PATH", help="also write the final checkpoint here")

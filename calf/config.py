@@ -38,6 +38,18 @@ class ConfigError(ValueError):
     """A configuration value, key or file is bad; the message is one line naming it."""
 
 
+class UsageError(Exception):
+    """Bad command-line input: one line on stderr, exit status 2 (``python -m calf`` and
+    ``calf-train``)."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are a ``UsageError`` of one line, no usage dump."""
+
+    def error(self, message: str) -> Any:
+        raise UsageError(message)
+
+
 def _field(
     default: Scalar,
     help: str,

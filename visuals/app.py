@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from visuals.options import AppOptions, UsageError, parse_options
+from calf.config import UsageError
+from visuals.options import AppOptions, parse_options
 
 if TYPE_CHECKING:  # torch loads when the app is built, not when calf-train parses its options
     from calf.session import TrainingSession

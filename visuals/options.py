@@ -13,7 +13,9 @@ from typing import Any
 
 from calf.config import (
     ConfigError,
+    OneLineParser,
     RunConfig,
+    UsageError,
     add_config_arguments,
     apply_overrides,
     config_from_args,
@@ -30,10 +32,6 @@ KEYS_HELP = (
     "arrows orbit/tilt | Q / E zoom"
 )
 HEADLESS_FRAMES = 1500  # a headless run with no limit given stops here
-
-
-class UsageError(Exception):
-    """Bad command-line input: reported as one line, exit status 2."""
 
 
 @dataclass
@@ -108,13 +106,8 @@ def _count(text: str, least: int) -> int:
     return value
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, no usage dump
-        raise UsageError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="calf-train",
         description="Watch CALF learn in 3D. Keys: " + KEYS_HELP,
         allow_abbrev=False,
