@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from perf.runner import PREFILL, RUN_ENV, RunError
+from perf.runner import PREFILL, RUN_ENV, RunError, tail
 from perf.trees import Tree
 
 HASH_SEED = "0"  # every arm hashes alike: identical code, identical dict layouts
@@ -107,8 +107,7 @@ class ServeArm:
     def _fail(self, why: str) -> RunError:
         self.proc.kill()
         self._log.seek(0)
-        tail = "\n".join(self._log.read().decode(errors="replace").strip().splitlines()[-15:])
-        return RunError(f"{self.label} N={self.spec.agents}: {why}\n{tail}")
+        return RunError(f"{self.label} N={self.spec.agents}: {why}\n{tail(self._log.read())}")
 
     def _expect(self, prefix: str) -> str:
         """The next stdout line starting with ``prefix`` (other lines are Ursina's chatter)."""
@@ -198,8 +197,8 @@ class RunArm:
             except subprocess.TimeoutExpired:
                 raise RunError(f"{self.label}: a run exceeded {spec.timeout_s:.0f} s") from None
             if proc.returncode != 0 or not profile.is_file():
-                tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-                raise RunError(f"{self.label}: a run exited {proc.returncode}:\n{tail}")
+                output = tail(proc.stdout, proc.stderr)
+                raise RunError(f"{self.label}: a run exited {proc.returncode}:\n{output}")
             data = json.loads(profile.read_text())
         return {k: data[k] for k in ("frame", "sections", "counters")}
 

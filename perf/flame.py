@@ -51,7 +51,7 @@ from perf.flamegraph import (
     stack_noise,
     top_own,
 )
-from perf.runner import MODES, PREFILL, RUN_ENV, RunError
+from perf.runner import MODES, PREFILL, RUN_ENV, RunError, tail
 from perf.trees import Tree, TreeError, repo_root, resolve, trees
 
 PTRACE_HINT = (
@@ -197,10 +197,9 @@ class Measured:
 
 def _tail(path: Path, lines: int = 12) -> str:
     try:
-        text = path.read_text(errors="replace")
+        return tail(path.read_text(errors="replace"), lines=lines)
     except OSError:
         return ""
-    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 def _stop(proc: subprocess.Popen[Any] | None) -> None:

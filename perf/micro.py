@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from perf import lockstep_plugin
-from perf.runner import RUN_ENV, RunError
+from perf.runner import RUN_ENV, RunError, tail
 from perf.trees import Tree
 
 SAMPLE_S = 0.002  # the length of one timing: many rounds, each one short
@@ -132,8 +132,7 @@ class SuiteProcess:
         self.proc.kill()
         self.log.flush()
         self.log.seek(0)
-        tail = "\n".join(self.log.read().strip().splitlines()[-15:])
-        return RunError(f"{self.label} benchmark suites: {why}\n{tail}")
+        return RunError(f"{self.label} benchmark suites: {why}\n{tail(self.log.read())}")
 
     def event(self, timeout_s: float = EVENT_TIMEOUT_S) -> dict[str, Any]:
         """The next message from the suites (waiting at most ``timeout_s``)."""

@@ -61,6 +61,13 @@ class RunError(RuntimeError):
     """A headless run failed; the message carries the tail of its output."""
 
 
+def tail(*outputs: str | bytes | None, lines: int = 15) -> str:
+    """The last ``lines`` lines of a process's output (its streams, text or bytes, in turn):
+    what a RunError shows of a run that failed."""
+    text = "".join(o.decode(errors="replace") if isinstance(o, bytes) else o for o in outputs if o)
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
 @dataclass(frozen=True)
 class RunSpec:
     agents: int
@@ -156,18 +163,14 @@ def run_once(spec: RunSpec) -> dict[str, Any]:
                 env=env,
             )
         except subprocess.TimeoutExpired as exc:
-            parts = (exc.stdout, exc.stderr)
-            text = "".join(
-                p.decode(errors="replace") if isinstance(p, bytes) else p for p in parts if p
-            )
-            tail = "\n".join(text.strip().splitlines()[-15:])
             raise RunError(
-                f"headless run {spec.mode} N={spec.agents} exceeded {spec.timeout_s:.0f} s:\n{tail}"
+                f"headless run {spec.mode} N={spec.agents} exceeded {spec.timeout_s:.0f} s:\n"
+                + tail(exc.stdout, exc.stderr)
             ) from None
         if proc.returncode != 0 or not profile.is_file():
-            tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
             raise RunError(
-                f"headless run {spec.mode} N={spec.agents} exited {proc.returncode}:\n{tail}"
+                f"headless run {spec.mode} N={spec.agents} exited {proc.returncode}:\n"
+                + tail(proc.stdout, proc.stderr)
             )
         data = json.loads(profile.read_text())
     return record_from_profile(data, spec)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from perf.provenance import library_version
-from perf.runner import RunError
+from perf.runner import RunError, tail
 
 
 class TreeError(ValueError):
@@ -218,8 +218,8 @@ def plan_environment(
 def _pip_run(cmd: list[str]) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
-        raise RunError(f"building a tree's environment: {' '.join(cmd)} failed:\n{tail}")
+        output = tail(proc.stdout, proc.stderr)
+        raise RunError(f"building a tree's environment: {' '.join(cmd)} failed:\n{output}")
 
 
 def build_environment(
