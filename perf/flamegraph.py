@@ -160,12 +160,6 @@ class Profile:
         window = sum(r.window_ms for r in recordings)
         return cls(dict(ms), dict(samples), frames, len(recordings), window)
 
-    @classmethod
-    def from_samples(cls, samples: Mapping[Stack, int], frames: int, ms_per_sample: float):
-        """A profile of counts sampled at a fixed interval (tests, folded files)."""
-        total = sum(samples.values())
-        return cls.of([Recording(dict(samples), frames, total * ms_per_sample)])
-
     @property
     def total_ms(self) -> float:
         """Milliseconds per frame, all stacks."""
@@ -181,11 +175,6 @@ class Profile:
         for stack, v in self.ms.items():
             out[stack[-1]] += v
         return dict(out)
-
-
-def subtract(head: Mapping[Stack, float], base: Mapping[Stack, float]) -> dict[Stack, float]:
-    """head - base per stack, over the stacks of either (a stack one side lacks counts 0)."""
-    return {s: head.get(s, 0.0) - base.get(s, 0.0) for s in set(head) | set(base)}
 
 
 @dataclass(frozen=True)
