@@ -237,14 +237,6 @@ def check_call_growth(calls_by_n: dict[int, Sequence[Row]]) -> list[Finding]:
     return out
 
 
-def budget_table() -> str:
-    """The whole contract as a markdown table (the README shows it)."""
-    lines = ["| budget (per frame) | limit |", "|---|---|"]
-    lines += [f"| {b.name} | {b.limit} |" for b in BUDGETS]
-    lines += [f"| {name} | {limit} |" for name, limit in CROSS_BUDGETS]
-    return "\n".join(lines)
-
-
 def format_findings(findings: Sequence[Finding]) -> str:
     width = max(len(f.budget) for f in findings)
     lines = []

@@ -52,7 +52,7 @@ Exact counts (forward passes, draw calls, bytes): ``decide_count``, no statistic
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from statistics import NormalDist
@@ -69,7 +69,6 @@ __all__ = [
     "compare_paired",
     "decide",
     "decide_count",
-    "decide_paired",
     "holm",
     "log_ratios",
     "needs_more_rounds",
@@ -357,15 +356,6 @@ def decide(comparisons: Sequence[Comparison], look: int = 1) -> list[Decision]:
             )
         )
     return out
-
-
-def decide_paired(
-    samples: Mapping[str, tuple[npt.ArrayLike, npt.ArrayLike]],
-    rule: DecisionRule = DecisionRule(),
-    look: int = 1,
-) -> list[Decision]:
-    """``decide`` over ``{metric: (base_samples, head_samples)}``, one rule for all."""
-    return decide([compare_paired(name, b, h, rule) for name, (b, h) in samples.items()], look)
 
 
 def needs_more_rounds(decisions: Iterable[Decision], look: int, rule: DecisionRule) -> bool:

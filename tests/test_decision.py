@@ -22,7 +22,6 @@ from perf.decision import (
     compare_paired,
     decide,
     decide_count,
-    decide_paired,
     holm,
     log_ratios,
     needs_more_rounds,
@@ -226,7 +225,7 @@ def test_too_few_pairs_are_ambiguous_until_the_last_look() -> None:
     base, head = lognormal(rng, 0.03, (6,)), lognormal(rng, 0.03, (6,)) * 1.2
     samples = {f"m{i}": (base, head) for i in range(5)}
     for look in (1, 2, 3):  # 6 pairs cannot reach alpha / (3 looks * 5 metrics)
-        decisions = decide_paired(samples, RULE, look)
+        decisions = decide([compare_paired(n, b, h) for n, (b, h) in samples.items()], look)
         assert all(d.verdict == "ambiguous" and math.isinf(d.mde) for d in decisions)
         assert needs_more_rounds(decisions, look, RULE) == (look < RULE.max_looks)
 
