@@ -98,7 +98,7 @@ def start_states(cfg: RunConfig) -> NDArray[np.float64]:
 
 class RolloutStepper:
     """E rollouts of ``policy`` advanced one time step at a time (``step``), so an evaluation
-    can be spread over frames; ``run_rollouts`` is the same loop run to its end.
+    can be spread over frames.
 
     All rows step together: one batched policy call and one batched RK4 step per time step;
     finished rows leave the batch. ``policy`` must hold no agents."""
@@ -165,20 +165,6 @@ class RolloutStepper:
             self.states,
             self.modes,
         )
-
-
-def run_rollouts(
-    policy: BatchPolicy,
-    starts: NDArray[np.float64],
-    params: PointMassParams,
-    record: bool = True,
-) -> Rollouts:
-    """Roll ``policy`` out from each start state, all rows at once, each until it reaches the
-    goal, leaves the box or runs ``params.max_steps`` steps. ``policy`` must hold no agents."""
-    stepper = RolloutStepper(policy, starts, params, record)
-    while not stepper.done:
-        stepper.step()
-    return stepper.result()
 
 
 def frozen_copy(td3: TD3) -> TD3:

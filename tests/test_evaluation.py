@@ -15,10 +15,10 @@ from calf.evaluation import (
     POLICIES,
     Evaluator,
     NominalOnly,
+    RolloutStepper,
     deployed_calf,
     format_eval_line,
     frozen_copy,
-    run_rollouts,
     start_states,
 )
 from calf.modes import Mode
@@ -50,6 +50,14 @@ def loop_rollout(policy, start: np.ndarray, cfg: RunConfig) -> tuple[int, bool, 
         if hit[0] or outside[0]:
             return t + 1, bool(hit[0]), total
     return params.max_steps, False, total
+
+
+def run_rollouts(policy, starts, params, record: bool = True):
+    """The rollouts stepped to their end, as an evaluation does between its slices."""
+    stepper = RolloutStepper(policy, starts, params, record)
+    while not stepper.done:
+        stepper.step()
+    return stepper.result()
 
 
 def test_start_states_are_seeded_and_in_the_reset_box() -> None:
