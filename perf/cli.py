@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from perf import flame, provenance
+from perf.ab import AbConfig
 from perf.compare import (
     format_table,
     format_targets,
@@ -339,7 +340,7 @@ def _calibration(text: str) -> tuple[str, float | None]:
 def cmd_ab(a: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from perf.ab import AbConfig, micro_rounds_for, run_ab
+    from perf.ab import micro_rounds_for, run_ab
     from perf.ab_report import format_markdown, format_text, to_json
     from perf.micro import MicroRun, measure
     from perf.noise import noise_beside
@@ -352,10 +353,13 @@ def cmd_ab(a: argparse.Namespace) -> int:
         section, size = a.calibrate
         calibrate = (section, a.threshold if size is None else size)
     quick = a.quick
+    agents = tuple(a.agents)
+    if quick and agents == defaults.agents:
+        agents = (20,)
     cfg = AbConfig(
-        agents=tuple(a.agents or ((20,) if quick else defaults.agents)),
-        frames=a.frames or defaults.frames,
-        rounds=a.rounds or defaults.rounds,
+        agents=agents,
+        frames=a.frames,
+        rounds=a.rounds,
         rule=rule,
         calibrate=calibrate,
         warmup=30 if quick else defaults.warmup,
@@ -442,16 +446,52 @@ def cmd_flame(a: argparse.Namespace) -> int:
     return flame.main(a)
 
 
+class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions as written, every option's default shown."""
+
+
+EXITS = {
+    "run": "exit 0: done; 1: the run failed; 2: usage error",
+    "compare": "exit 0: done (with --check: every Stage-4 target met); 1: a target missed "
+    "(--check) or a run failed; 2: usage error",
+    "sweep": "exit 0: done (with --check: the scale targets met); 1: a target missed (--check) "
+    "or a run failed; 2: usage error",
+    "soak": "exit 0: done (with --check: RSS, scene and frame-time drift within limits); 1: a "
+    "limit broken (--check) or the run failed; 2: usage error",
+    "pacing": "exit 0: done (with --check: no frame over the limit, FPS during episode-end work "
+    "kept); 1: a limit broken (--check) or a run failed; 2: usage error",
+    "budgets": "exit 0: every budget kept; 1: a budget exceeded or a run failed; 2: usage error",
+    "selftest": "exit 0: every regression caught, the unchanged tree clean; 1: one missed or a "
+    "false flag; 2: usage error",
+    "ab": "exit 0: no regression; 1: a regression (or a run failed); 3: inconclusive (a "
+    "calibration was not caught: too noisy to tell); 2: usage error",
+    "trust": "exit 0: within the budget (or the power reached); 1: the false-alarm rate over "
+    "--budget (--inject none), the power under --min-power, or a run failed; 2: usage error",
+    "noise": "exit 0 when stopped (Ctrl-C) or after --seconds",
+    "flame": "exit 0: done; 1: py-spy failed or could not attach, or the trainer failed; 2: "
+    "usage error (or a base that predates the probe's hold)",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="calf-perf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = p.add_subparsers(dest="command", required=True)
 
+    def command(name: str, help: str, fn: Any, **kwargs: Any) -> argparse.ArgumentParser:
+        sp = sub.add_parser(
+            name, help=help, epilog=EXITS[name], formatter_class=kwargs.pop("formatter", _Help),
+            **kwargs,
+        )  # fmt: skip
+        sp.set_defaults(fn=fn)
+        return sp
+
     def common(sp: argparse.ArgumentParser, frames: int, warmup: int, json: bool = True) -> None:
         sp.add_argument("--frames", type=int, default=frames, help="measured frames per run")
         sp.add_argument("--warmup", type=int, default=warmup, help="frames before measuring")
-        sp.add_argument("--size", type=_size, default=(640, 360), metavar="WxH")
+        sp.add_argument("--size", type=_size, default=(640, 360), metavar="WxH",
+                        help="the offscreen window")  # fmt: skip
         sp.add_argument(
             "--early",
             action="store_true",
@@ -460,22 +500,24 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(
             "--no-save",
             action="store_true",
-            help="no run folder (no evaluations, figures, checkpoints), as --no-save",
+            help="no run folder (no evaluations, figures, checkpoints), as calf-train --no-save",
         )
         if json:
-            sp.add_argument("--json", type=Path, metavar="PATH")
+            sp.add_argument("--json", type=Path, metavar="PATH", help="the report as JSON")
 
-    r = sub.add_parser("run", help="one headless run")
-    r.add_argument("--agents", type=int, required=True)
-    r.add_argument("--mode", choices=MODES, default="optimised")
+    def plot_and_check(sp: argparse.ArgumentParser, check: str) -> None:
+        sp.add_argument("--plot", type=Path, metavar="PNG", help="FPS and CPU against N")
+        sp.add_argument("--check", action="store_true", help=f"exit 1 if {check}")
+
+    r = command("run", "one headless run", cmd_run)
+    r.add_argument("--agents", type=int, required=True, help="visual agents")
+    r.add_argument("--mode", choices=MODES, default="optimised", help="code paths")
     common(r, 300, 60)
-    r.set_defaults(fn=cmd_run)
 
-    c = sub.add_parser("compare", help="reference vs optimised, interleaved")
-    c.add_argument("--agents", type=int, nargs="+", default=[5, 10, 20, 30])
-    c.add_argument("--rounds", type=int, default=3)
-    c.add_argument("--plot", type=Path, metavar="PNG")
-    c.add_argument("--check", action="store_true", help="exit 1 if a Stage-4 target fails")
+    c = command("compare", "reference vs optimised, interleaved", cmd_compare)
+    c.add_argument("--agents", type=int, nargs="+", default=[5, 10, 20, 30], help="visual agents")
+    c.add_argument("--rounds", type=int, default=3, help="runs of each mode per N")
+    plot_and_check(c, "a Stage-4 target fails")
     c.add_argument(
         "--extra",
         nargs=argparse.REMAINDER,
@@ -483,79 +525,79 @@ def build_parser() -> argparse.ArgumentParser:
         help="further calf-train options for every run",
     )
     common(c, 300, 60)
-    c.set_defaults(fn=cmd_compare)
 
-    s = sub.add_parser("sweep", help="optimised only, the scale targets")
-    s.add_argument("--agents", type=int, nargs="+", default=[5, 20, 100, 300, 1000])
-    s.add_argument("--rounds", type=int, default=1)
-    s.add_argument("--plot", type=Path, metavar="PNG")
-    s.add_argument("--check", action="store_true")
+    s = command("sweep", "optimised only, the scale targets", cmd_sweep)
+    s.add_argument(
+        "--agents", type=int, nargs="+", default=[5, 20, 100, 300, 1000], help="visual agents"
+    )
+    s.add_argument("--rounds", type=int, default=1, help="runs per N")
+    plot_and_check(s, "a scale target fails")
     # 550 warm-up frames: trails reach their steady length (episodes end by 500 steps).
     common(s, 200, 550)
-    s.set_defaults(fn=cmd_sweep)
 
-    k = sub.add_parser("soak", help="long run with agent churn: RSS and node-count drift")
-    k.add_argument("--agents", type=int, default=20)
+    k = command("soak", "a long run with agent churn: RSS, scene and frame-time drift", cmd_soak)
+    k.add_argument("--agents", type=int, default=20, help="visual agents at the start")
     k.add_argument("--churn", action="store_true", help="add and remove agents as it runs")
-    k.add_argument("--churn-every", type=int, default=25, metavar="FRAMES")
-    k.add_argument("--sample-every", type=int, default=250, metavar="FRAMES")
-    k.add_argument("--check", action="store_true")
-    k.add_argument("--timeout", type=float, default=3600.0)
+    k.add_argument("--churn-every", type=int, default=25, metavar="FRAMES", help="churn period")
+    k.add_argument("--sample-every", type=int, default=250, metavar="FRAMES",
+                   help="RSS, nodes and traced memory sampled this often")  # fmt: skip
+    k.add_argument("--check", action="store_true", help="exit 1 if a drift limit is broken")
+    k.add_argument("--timeout", type=float, default=3600.0, metavar="S", help="the run's limit")
     common(k, 10000, 1000)
-    k.set_defaults(fn=cmd_soak)
 
-    f = sub.add_parser(
+    f = command(
         "flame",
-        help="py-spy flamegraph of the measured frames; --base REF: base, head and diff",
+        "py-spy flamegraph of the measured frames; --base REF: base, head and diff",
+        cmd_flame,
         description=flame.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter=argparse.RawDescriptionHelpFormatter,  # its options state their defaults
     )
     flame.add_arguments(f, size=_size)
-    f.set_defaults(fn=cmd_flame)
 
-    pc = sub.add_parser("pacing", help="frame pacing of the default trainer, evaluations inside")
-    pc.add_argument("--agents", type=int, nargs="+", default=[20])
+    pc = command("pacing", "frame pacing of the default trainer, evaluations inside", cmd_pacing)
+    pc.add_argument("--agents", type=int, nargs="+", default=[20], help="visual agents")
     pc.add_argument("--eval-every", type=int, default=2, help="episodes between evaluations")
     pc.add_argument("--checkpoint-every", type=int, default=2, help="episodes between checkpoints")
-    pc.add_argument("--max-steps", type=int, help="the training episodes' step limit (config's)")
+    pc.add_argument("--max-steps", type=int, help="the training episodes' step limit (None: the "
+                    "config's)")  # fmt: skip
     pc.add_argument("--check", action="store_true", help="exit 1 if a pacing limit is broken")
-    pc.add_argument("--timeout", type=float, default=1800.0)
+    pc.add_argument("--timeout", type=float, default=1800.0, metavar="S", help="a run's limit")
     common(pc, 5000, 60)
-    pc.set_defaults(fn=cmd_pacing)
 
-    b = sub.add_parser("budgets", help="the exact work of a frame against its budgets")
+    b = command("budgets", "the exact work of a frame against its budgets", cmd_budgets)
     b.add_argument("--agents", type=int, nargs="*", default=[5, 100], help="none: only --leak")
     b.add_argument("--mode", choices=MODES, default="optimised", help="reference: every loop path")
     b.add_argument("--leak", action="store_true", help="also measure the retained-memory slope")
-    b.add_argument("--leak-agents", type=int, default=20)
-    b.add_argument("--leak-frames", type=int, default=1000)
-    b.add_argument("--leak-warmup", type=int, default=600)
+    b.add_argument("--leak-agents", type=int, default=20, help="agents of the leak run")
+    b.add_argument("--leak-frames", type=int, default=1000, help="frames traced in the leak run")
+    b.add_argument("--leak-warmup", type=int, default=600, help="frames before tracing")
     common(b, 400, 30)
-    b.set_defaults(fn=cmd_budgets)
 
-    st = sub.add_parser("selftest", help="prove the harness catches a set of regressions")
+    st = command("selftest", "prove the harness catches a set of regressions", cmd_selftest)
     st.add_argument("--deterministic", action="store_true", help="counted checks only")
     st.add_argument("--jobs", type=int, default=2, help="counted checks in parallel")
-    st.add_argument("--json", type=Path, metavar="PATH")
-    st.set_defaults(fn=cmd_selftest)
+    st.add_argument("--json", type=Path, metavar="PATH", help="every outcome as JSON")
 
-    ab = sub.add_parser("ab", help="this change against its base commit, in one job")
+    defaults = AbConfig()
+    ab = command("ab", "this change against its base commit, in one job", cmd_ab)
     ab.add_argument("--base", required=True, metavar="REF", help="the commit to compare with")
     ab.add_argument(
-        "--head", metavar="REF", help="a commit (default: the working tree, uncommitted included)"
+        "--head", metavar="REF", help="a commit (None: the working tree, uncommitted included)"
     )
-    ab.add_argument("--quick", action="store_true", help="N=20 only, fewer and shorter rounds")
-    ab.add_argument("--agents", type=int, nargs="+", help="default 5 20 100 (quick: 20)")
-    ab.add_argument("--rounds", type=int, help="rounds per look (default 12, quick 8)")
-    ab.add_argument("--frames", type=int, help="measured frames per block (default 120, quick 60)")
+    ab.add_argument("--quick", action="store_true", help="N = 20 only, a shorter warm-up")
+    ab.add_argument("--agents", type=int, nargs="+", default=list(defaults.agents),
+                    help="visual agents of the macro arms (--quick: 20)")  # fmt: skip
+    ab.add_argument("--rounds", type=int, default=defaults.rounds, help="rounds per look")
+    ab.add_argument("--frames", type=int, default=defaults.frames,
+                    help="measured frames per block")  # fmt: skip
     ab.add_argument(
-        "--threshold", type=_percent, default=0.10, help="the regression size to catch (10%%)"
+        "--threshold", type=_percent, default=0.10, help="the frame change to catch (fraction)"
     )
     ab.add_argument(
         "--calibrate",
         type=_calibration,
         metavar="SECTION[:PCT]",
-        help="inject this share of the frame into SECTION (default: the threshold, rotating)",
+        help="inject this share of the frame into SECTION (None: the threshold, rotating)",
     )
     ab.add_argument("--no-micro", action="store_true", help="skip the pytest-benchmark suites")
     ab.add_argument(
@@ -567,22 +609,16 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument(
         "--early",
         action="store_true",
-        help="measure an early run (a nearly empty replay, no run folder) instead of the "
-        "default: an hour-long run's state with its run folder",
+        help="measure an early run (a nearly empty replay, no run folder) instead of an "
+        "hour-long run's state with its run folder",
     )
     ab.add_argument("--json", type=Path, metavar="PATH", help="every sample and decision")
-    ab.add_argument(
-        "--markdown",
-        type=Path,
-        metavar="PATH",
-        help="append the report (e.g. $GITHUB_STEP_SUMMARY)",
-    )
-    ab.set_defaults(fn=cmd_ab)
+    ab.add_argument("--markdown", type=Path, metavar="PATH",
+                    help="append the report (e.g. $GITHUB_STEP_SUMMARY)")  # fmt: skip
 
-    tr = sub.add_parser(
-        "trust", help="the false-alarm rate (or the power) of calf-perf ab, measured"
-    )
-    tr.add_argument("--runs", type=int, default=5, help="ab runs (default: %(default)s)")
+    tr = command("trust", "the false-alarm rate (or the power) of calf-perf ab, measured",
+                 cmd_trust)  # fmt: skip
+    tr.add_argument("--runs", type=int, default=5, help="ab runs")
     tr.add_argument("--quick", action="store_true", help="ab --quick (N = 20 only)")
     tr.add_argument("--noise", action="store_true", help="each run beside the noise generator")
     tr.add_argument(
@@ -590,30 +626,20 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("none", "frame", "micro", "both"),
         default="none",
         help="the change measured: nothing, +10%% of the frame in physics, a benchmark made 2x "
-        "slower, or both (default: %(default)s)",
+        "slower, or both",
     )
-    tr.add_argument(
-        "--budget",
-        type=_percent,
-        default=0.2,
-        help="largest false-alarm rate accepted, --inject none (default: 20%%)",
-    )
-    tr.add_argument(
-        "--min-power",
-        type=_percent,
-        default=0.8,
-        help="smallest share of runs flagging an injected regression (default: 80%%)",
-    )
+    tr.add_argument("--budget", type=_percent, default=0.2,
+                    help="largest false-alarm rate accepted, --inject none")  # fmt: skip
+    tr.add_argument("--min-power", type=_percent, default=0.8,
+                    help="smallest share of runs flagging an injected regression")  # fmt: skip
     tr.add_argument("--json", type=Path, metavar="PATH", help="every run's outcome")
     tr.add_argument("--markdown", type=Path, metavar="PATH", help="append the table")
-    tr.set_defaults(fn=cmd_trust)
 
-    nz = sub.add_parser("noise", help="a noisy neighbour: random on/off busy work")
-    nz.add_argument("--workers", type=int, default=1, help="busy processes (default: 1)")
+    nz = command("noise", "a noisy neighbour: random on/off busy work", cmd_noise)
+    nz.add_argument("--workers", type=int, default=1, help="busy processes")
     nz.add_argument("--memory", action="store_true", help="copy a 64 MiB array when busy")
     nz.add_argument("--seconds", type=float, default=0.0, help="0: until interrupted")
-    nz.add_argument("--seed", type=int, default=0)
-    nz.set_defaults(fn=cmd_noise)
+    nz.add_argument("--seed", type=int, default=0, help="the phases' random seed")
     return p
 
 
