@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="python -m calf", description=__doc__, allow_abbrev=False)
     parser.add_argument("--out", metavar="DIR", help="write the run here instead of runs/...")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its checkpoint")
-    parser.add_argument("--save", metavar="PATH", help="also write the final checkpoint here")
+    parser.add_argument("--checkpoint", metavar="PATH", help="also write the final checkpoint here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--no-figures", action="store_true", help="write no report figures")
     parser.add_argument(
@@ -95,9 +95,9 @@ def _main(argv: list[str] | None) -> int:
     if summary["last_eval"] is not None:
         print(f"  {format_eval_line(summary['last_eval'])}")
     print(f"  run folder: {summary['folder']}")
-    if args.save:
-        session.controller.save(Path(args.save))
-        print(f"  checkpoint: {args.save}")
+    if args.checkpoint:
+        session.controller.save(Path(args.checkpoint))
+        print(f"  checkpoint: {args.checkpoint}")
     return 0
 
 

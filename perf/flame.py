@@ -496,10 +496,10 @@ def add_arguments(p: argparse.ArgumentParser, size: Callable[[str], tuple[int, i
         "(default: %(default)s)",
     )
     p.add_argument(
-        "-o",
-        "--output",
+        "--svg",
         type=Path,
         default=Path("flame.svg"),
+        metavar="PATH",
         help="the plain graph, without --base (default: %(default)s; its collapsed stacks "
         "beside it as .folded)",
     )
@@ -603,12 +603,12 @@ def run_plain(a: argparse.Namespace, spec: FlameSpec, pyspy: str) -> int:
         profile_header(spec, name, profile, measured),
         frames=profile.frames,
     )
-    a.output.parent.mkdir(parents=True, exist_ok=True)
-    a.output.write_text(svg)
-    write_folded(a.output.with_suffix(".folded"), profile.samples)
-    print(f"flamegraph: {a.output} ({profile.total_ms:.3f} ms/frame sampled)")
+    a.svg.parent.mkdir(parents=True, exist_ok=True)
+    a.svg.write_text(svg)
+    write_folded(a.svg.with_suffix(".folded"), profile.samples)
+    print(f"flamegraph: {a.svg} ({profile.total_ms:.3f} ms/frame sampled)")
     if a.markdown:
-        _append(a.markdown, plain_markdown(spec, name, profile, a.output))
+        _append(a.markdown, plain_markdown(spec, name, profile, a.svg))
     return 0
 
 
@@ -695,8 +695,8 @@ def main(a: argparse.Namespace) -> int:
         )
         if a.repeat is not None and a.repeat < 1:
             raise ValueError(f"--repeat must be >= 1, got {a.repeat}")
-        if a.base is not None and a.output != Path("flame.svg"):
-            raise ValueError("-o/--output is the plain graph; with --base give --out DIR")
+        if a.base is not None and a.svg != Path("flame.svg"):
+            raise ValueError("--svg is the plain graph; with --base give --out DIR")
     except ValueError as exc:
         print(f"calf-perf flame: error: {exc}", file=sys.stderr)
         return 2

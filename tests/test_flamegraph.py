@@ -370,7 +370,7 @@ def test_help_shows_every_option_with_its_default(capsys):
     with pytest.raises(SystemExit):
         _flame("--help")
     text = capsys.readouterr().out
-    for option in ("--base", "--out", "--output", "--agents", "--mode", "--frames", "--warmup"):
+    for option in ("--base", "--out", "--svg", "--agents", "--mode", "--frames", "--warmup"):
         assert option in text
     for option in ("--size", "--seed", "--rate", "--repeat", "--timeout", "--markdown"):
         assert option in text
@@ -384,7 +384,7 @@ def test_help_shows_every_option_with_its_default(capsys):
         ["--frames", "0"],
         ["--repeat", "0"],
         ["--rate", "0"],
-        ["--base", "HEAD", "-o", "x.svg"],
+        ["--base", "HEAD", "--svg", "x.svg"],
     ],
 )
 def test_usage_errors_exit_2(args, capsys):
@@ -458,7 +458,7 @@ def test_an_attach_failure_says_how_to_get_ptrace_rights(tmp_path, monkeypatch, 
     monkeypatch.setattr(flame, "record", refused)
     monkeypatch.setattr(flame, "find_pyspy", lambda: "py-spy")
     md = tmp_path / "summary.md"
-    assert flame.main(_flame("-o", str(tmp_path / "f.svg"), "--markdown", str(md))) == 1
+    assert flame.main(_flame("--svg", str(tmp_path / "f.svg"), "--markdown", str(md))) == 1
     err_text = capsys.readouterr().err
     assert err_text.count("\n") == 1 and "could not attach" in err_text
     assert "no flamegraph" in md.read_text() and "ptrace_scope" in md.read_text()
@@ -473,7 +473,7 @@ def test_a_real_flame_run_samples_frames_and_no_start_up(tmp_path):
     proc = subprocess.run(
         [
             sys.executable, "-m", "perf", "flame", "--agents", "5", "--frames", "100",
-            "--warmup", "5", "--size", "640x360", "-o", str(svg), "--markdown", str(md),
+            "--warmup", "5", "--size", "640x360", "--svg", str(svg), "--markdown", str(md),
         ],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )  # fmt: skip

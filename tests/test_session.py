@@ -119,7 +119,7 @@ def test_python_m_calf_writes_a_complete_run_folder(in_tmp: Path, capsys) -> Non
 
 
 def test_out_and_save(in_tmp: Path) -> None:
-    assert main(["--episodes", "1", "--out", "mine", "--save", "extra.pt", *TINY]) == 0
+    assert main(["--episodes", "1", "--out", "mine", "--checkpoint", "extra.pt", *TINY]) == 0
     assert (in_tmp / "mine" / "config.toml").is_file() and (in_tmp / "extra.pt").is_file()
     assert not (in_tmp / "runs").exists()
 
