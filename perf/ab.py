@@ -163,6 +163,7 @@ class AbResult:
     metrics: dict[str, Metric] = field(default_factory=dict)  # decision name -> what it is
     micro_only: list[str] = field(default_factory=list)  # benchmarks on one side only
     micro_seconds: float = 0.0
+    pacing: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)  # N -> arm -> ..
 
     def confirmed(self, d: Decision) -> bool:
         """A change that stands: for a section, its time and its share both moved that way."""
@@ -402,7 +403,25 @@ def run_ab(
         metrics=ids,
         micro_only=[] if micro is None else micro.only,
         micro_seconds=0.0 if micro is None else micro.seconds,
+        pacing={
+            n: {arm: pacing(s.blocks[arm]) for arm in ("base", "head")} for n, s in series.items()
+        },  # fmt: skip
     )
+
+
+def pacing(blocks: list[dict[str, Any]]) -> dict[str, float]:
+    """An arm's frame pacing over its blocks: the median block's p99, the worst frame of all,
+    the hitches (over 4x the median, over 50 ms) per 1000 frames. Reported, not judged: a
+    block's tail is a handful of frames (the pacing gate judges a whole run's)."""
+    frames = sum(b["frame"]["frames"] for b in blocks) or 1
+    return {
+        "p99_ms": float(np.median([b["frame"].get("frame_ms_p99", 0.0) for b in blocks])),
+        "max_ms": max(b["frame"].get("frame_ms_max", 0.0) for b in blocks),
+        "hitches_4x_per_1000": 1000 * sum(b["frame"].get("hitches_4x_median", 0.0)
+                                          for b in blocks) / frames,
+        "hitches_50ms_per_1000": 1000 * sum(b["frame"].get("hitches_over_50ms", 0.0)
+                                            for b in blocks) / frames,
+    }  # fmt: skip
 
 
 def _arms(base: Tree, head: Tree) -> tuple[tuple[str, Tree], ...]:

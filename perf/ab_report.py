@@ -116,6 +116,15 @@ def _notes(result: AbResult) -> list[str]:
         + "; micro-benchmarks "
         + _family_mde(result, "micro"),
     ]
+    for n, arms in result.pacing.items():
+        b, h = arms["base"], arms["head"]
+        notes.append(
+            f"pacing N={n} (base / head): p99 {b['p99_ms']:.1f} / {h['p99_ms']:.1f} ms, worst "
+            f"frame {b['max_ms']:.0f} / {h['max_ms']:.0f} ms, hitches per 1000 frames "
+            f"{b['hitches_4x_per_1000']:.1f} / {h['hitches_4x_per_1000']:.1f} (over 4x the "
+            f"median), {b['hitches_50ms_per_1000']:.1f} / {h['hitches_50ms_per_1000']:.1f} "
+            "(over 50 ms)"
+        )
     for c in result.calibrations:
         got = ", ".join(f"{d.change:+.1%} -> {d.verdict}" for d in c.decisions) or "not decided"
         ms = f" ({c.ms:.2f} ms)" if not c.micro else ""
@@ -202,6 +211,7 @@ def to_json(result: AbResult, cfg: AbConfig) -> dict[str, Any]:
             "not_judged": result.skipped,
             "micro_only": result.micro_only,
             "micro_seconds": result.micro_seconds,
+            "pacing": {str(n): arms for n, arms in result.pacing.items()},
         }
     )
 
