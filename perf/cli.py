@@ -55,6 +55,16 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     provenance.write_json(path, data)
 
 
+def _pacing_line(record: dict[str, Any]) -> str:
+    """A run's frame pacing in one line: what a median hides."""
+    return (
+        f"pacing: p50 {record['frame_ms_p50']:.2f} ms, p99 {record['frame_ms_p99']:.2f} ms, "
+        f"1% low {record['fps_1pct_low']:.0f} FPS, worst {record['frame_ms_max']:.1f} ms, "
+        f"hitches {record['hitches_4x_median']:.0f} over 4x the median, "
+        f"{record['hitches_over_50ms']:.0f} over 50 ms"
+    )
+
+
 def _progress(record: dict[str, Any]) -> None:
     print(
         f"  round {record.get('round', 0)} N={record['agents']:<5} {record['mode']:<10} "
@@ -214,11 +224,7 @@ def cmd_soak(a: argparse.Namespace) -> int:
         f"{found['frame_slope_ms_per_10k']:+.3f} ms per 10 000 frames "
         f"({found['frame_slope_pct_per_10k']:+.1f} % of the median)"
     )
-    f = record
-    print(
-        f"pacing: p99 {f['frame_ms_p99']:.1f} ms, max {f['frame_ms_max']:.1f} ms, hitches "
-        f"{f['hitches_4x_median']:.0f} over 4x the median, {f['hitches_over_50ms']:.0f} over 50 ms"
-    )
+    print(_pacing_line(record))
     print("targets:\n" + format_targets(targets))
     if a.json:
         _write_json(a.json, {"record": record, "findings": found, "targets": targets})
@@ -249,9 +255,11 @@ def cmd_budgets(a: argparse.Namespace) -> int:
             late=not a.early,
             save=not a.no_save,
         )
-        probe = run_once(spec)["probe"]
+        record = run_once(spec)
+        probe = record["probe"]
         rows_by_n[n], calls_by_n[n] = probe["work"], probe["calls"]
         findings += check_rows(probe["work"])
+        print(f"  N={n}: {_pacing_line(record)}", flush=True)
     if rows_by_n:
         findings.append(check_draw_calls(rows_by_n))
         findings += check_call_growth(calls_by_n)
