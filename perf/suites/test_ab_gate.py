@@ -57,7 +57,7 @@ def ab(repo: Path, out: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(repo)}
     return subprocess.run(
         [sys.executable, "-m", "perf", "ab", "--base", "HEAD~1", "--head", "HEAD", "--quick",
-         "--no-micro", "--json", str(out)],
+         "--no-micro", "--rounds", "8", "--json", str(out)],
         cwd=repo, env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
 
