@@ -1,20 +1,22 @@
 """``calf-perf ab`` end to end, in a temporary repository made from this tree: a committed
 slowdown is flagged (exit 1), a commit that changes nothing is not (exit 0).
 
-The slowdown is behaviour-preserving busy work in the policy stage, +25 % of an N = 20 frame on
-these machines (the ab run's own calibration proves +10 %).
+The slowdown is behaviour-preserving busy work in the physics stage, 2.5 ms: about +25 % of an
+N = 20 frame here (the ab run's own calibration proves +10 %).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from perf.selftest import copies
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOWDOWN = (
@@ -36,21 +38,10 @@ def git(repo: Path, *args: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def repo() -> Iterator[Path]:
     """A fresh repository holding this tree as it is (uncommitted changes included)."""
-    repo = tmp_path_factory.mktemp("ab") / "repo"
-    files = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
-    ).stdout.split("\0")  # fmt: skip
-    for name in filter(None, files):
-        if (ROOT / name).is_file():
-            (repo / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, repo / name)
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "base")
-    return repo
+    with copies(ROOT, 1) as (tree,):
+        yield tree
 
 
 def ab(repo: Path, out: Path) -> subprocess.CompletedProcess[str]:
