@@ -221,7 +221,7 @@ def measure(
     head: Tree,
     rounds_for: Callable[[BenchmarkRounds, int], int],
     quick: bool = True,
-    threshold: float = 0.25,
+    threshold: float = 0.40,
     on_line: Callable[[str], None] = lambda _line: None,
 ) -> MicroRun:
     """Time every benchmark both trees have, in lockstep. ``rounds_for(rounds, m)`` says how
