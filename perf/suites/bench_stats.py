@@ -7,9 +7,9 @@ Scenarios, each run on both paths with the same trainer and controller:
 - ``training``: the figures a training step moves (step, reward, Q, P_relax, rates, losses)
   changed, bumped by hand so the TD3 update itself is not timed; periods throttle the rebuilds.
 
-Gates (ratios measured in one run, exact counts): a cached ``nothing`` frame >= 10x faster than the
-reference, and 0 forward passes per frame from the cached panel (the reference makes 1). The
-issue's "cached frame <= 0.1 ms" is reported in the printed table, not asserted.
+Gates (ratios measured in one run, exact counts): a cached ``nothing`` frame not shown under 10x
+faster than the reference, and 0 forward passes per frame from the cached panel (the reference
+makes 1). The issue's "cached frame <= 0.1 ms" is reported in the printed table, not asserted.
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def test_cached_panel_makes_no_forward_passes_per_frame(panel: Panel) -> None:
 
 def test_cached_panel_speedup_table_and_gate(quick: bool, panel: Panel) -> None:
     """Reference vs cached per frame for every scenario, interleaved; the table goes to stdout
-    (pytest -s). Gate: the cached ``nothing`` frame is >= 10x faster."""
+    (pytest -s). Gate: the rounds do not show the cached ``nothing`` frame under 10x faster."""
     rounds = 15 if quick else 31
     rows = []
     for scenario in SCENARIOS:
@@ -223,4 +223,4 @@ def test_cached_panel_speedup_table_and_gate(quick: bool, panel: Panel) -> None:
         f"{nothing.optimised.median_ms:.4f} ms, {verdict} it"
     )
     print("\n".join(lines))
-    assert nothing.ratio >= 10.0, f"cached nothing-changed frame: {nothing}"
+    nothing.check_at_least(10.0, "cached nothing-changed frame")
