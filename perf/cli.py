@@ -309,13 +309,16 @@ def cmd_selftest(a: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     part = "deterministic part" if a.deterministic else "all checks, timed ones alone at the end"
+    part += ", one regression per check" if a.quick else ""
     print(f"selftest ({part}), {a.jobs} job(s)", flush=True)
 
     def report(o: Any) -> None:
         flags = ", ".join(f"{c}: {'flagged' if f else 'quiet'}" for c, f in o.checks.items())
         print(f"  {o.regression}: {flags} ({o.seconds:.0f} s)", flush=True)
 
-    outcomes = run_selftest(repo_root(Path.cwd()), a.deterministic, a.jobs, on_outcome=report)
+    outcomes = run_selftest(
+        repo_root(Path.cwd()), a.deterministic, a.jobs, on_outcome=report, quick=a.quick
+    )
     print("\n" + format_table(outcomes))
     missed, false_alarms = verdicts(outcomes)
     print(
@@ -583,6 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = command("selftest", "prove the harness catches a set of regressions", cmd_selftest)
     st.add_argument("--deterministic", action="store_true", help="counted checks only")
+    st.add_argument(
+        "--quick", action="store_true", help="the first regression for each check (make test)"
+    )
     st.add_argument("--jobs", type=int, default=2, help="counted checks in parallel")
     st.add_argument("--json", type=Path, metavar="PATH", help="every outcome as JSON")
 
