@@ -254,10 +254,11 @@ class _Series:
 
 
 def micro_comparisons(run: MicroRun, rule: DecisionRule) -> list[Comparison]:
-    """The micro-benchmarks' comparisons, head against base."""
+    """The micro-benchmarks' comparisons, head against base (not the process-sensitive ones)."""
     return [
         compare_paired(str(Metric("micro", name)), r.base, r.head, rule)
         for name, r in sorted(run.benchmarks.items())
+        if name not in run.process_sensitive
     ]
 
 
@@ -380,6 +381,12 @@ def run_ab(
         for name in sorted(series[n].blocks["head"][0]["sections"])
         if name not in sections[n]
     ]
+    if micro is not None:
+        skipped += [
+            f"micro {name}: marked process_sensitive (two processes of the same code differ "
+            "by more than the margin)"
+            for name in sorted(micro.process_sensitive & micro.benchmarks.keys())
+        ]
     ids = {str(m): m for m in samples}
     if micro is not None:
         ids.update({str(Metric("micro", name)): Metric("micro", name) for name in micro.benchmarks})

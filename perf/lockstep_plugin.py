@@ -9,8 +9,9 @@ its driver: ``"<read fd>,<write fd>"``.
 
 Protocol, one JSON object per line:
 
-- plugin -> driver: ``{"collected": [names]}`` once, the benchmarks in the order they will run
-  (sorted by name, so two trees meet their common benchmarks in the same order);
+- plugin -> driver: ``{"collected": [names], "process_sensitive": [names]}`` once, the
+  benchmarks in the order they will run (sorted by name, so two trees meet their common
+  benchmarks in the same order) and those marked ``process_sensitive`` (reported, not judged);
   ``{"ready": name, "call_s": seconds}`` when a benchmark's function is ready (one call made,
   its result kept for the test); ``{"t": seconds}`` after each timing; ``{"finished": name}``
   after each test; ``{"end": true}`` at the end of the session.
@@ -88,10 +89,12 @@ class Lockstep:
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
         items.sort(key=lambda item: bench_name(item.nodeid))
-        names = [
-            bench_name(i.nodeid) for i in items if "benchmark" in getattr(i, "fixturenames", ())
+        benchmarks = [i for i in items if "benchmark" in getattr(i, "fixturenames", ())]
+        names = [bench_name(i.nodeid) for i in benchmarks]
+        sensitive = [
+            bench_name(i.nodeid) for i in benchmarks if i.get_closest_marker("process_sensitive")
         ]
-        self.link.send({"collected": names})
+        self.link.send({"collected": names, "process_sensitive": sensitive})
         self.current = CALIBRATION
         self.serve(lambda scale=1.0: calibration_work(round(CALIBRATION_LOOPS * scale)), None)
         self.link.send({"finished": CALIBRATION})

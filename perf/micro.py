@@ -68,12 +68,14 @@ class BenchmarkRounds:
 @dataclass
 class MicroRun:
     """What the micro side measured: the benchmarks both trees have, the names only one has,
-    and the calibration benchmark (its ``cal`` arm carries the known slowdown)."""
+    the calibration benchmark (its ``cal`` arm carries the known slowdown), and the benchmarks
+    either tree marks ``process_sensitive`` (measured, reported, not judged)."""
 
     benchmarks: dict[str, BenchmarkRounds]
     only: list[str]
     calibration: BenchmarkRounds | None
     seconds: float
+    process_sensitive: frozenset[str] = frozenset()
 
 
 def suite_cpu() -> int | None:
@@ -126,7 +128,9 @@ class SuiteProcess:
         self._to_suites_pipe = os.fdopen(to_child_w, "w", encoding="utf-8")
         self._events = to_parent_r  # read by hand: a buffered reader hides lines from select
         self._buffer = b""
-        self.collected: list[str] = self.expect("collected")["collected"]
+        collected = self.expect("collected")
+        self.collected: list[str] = collected["collected"]
+        self.process_sensitive: set[str] = set(collected.get("process_sensitive", ()))
 
     def _fail(self, why: str) -> RunError:
         self.proc.kill()
@@ -268,7 +272,8 @@ def measure(
             for p in procs.values():
                 p.close()
     calibration = done.pop(lockstep_plugin.CALIBRATION, None)
-    return MicroRun(done, only, calibration, time.perf_counter() - start)
+    sensitive = frozenset(procs["base"].process_sensitive | procs["head"].process_sensitive)
+    return MicroRun(done, only, calibration, time.perf_counter() - start, sensitive)
 
 
 def _compare(

@@ -91,3 +91,27 @@ def test_a_suite_that_dies_is_a_run_error_with_its_output(tmp_path: Path):
     head = make_tree(tmp_path / "head", "head", 200e-6, "\nraise SystemExit('broken suite')\n")
     with pytest.raises(RunError, match="head benchmark suites"):
         measure(base, head, lambda r, m: 3 - len(r.base))
+
+
+SENSITIVE = """
+
+import pytest
+
+
+@pytest.mark.process_sensitive("tens of nanoseconds an operation")
+def test_sensitive(benchmark):
+    benchmark(spin, 50e-6)
+"""
+
+
+def test_a_process_sensitive_benchmark_is_measured_and_reported_but_not_judged(tmp_path: Path):
+    from perf.ab import AbConfig, micro_comparisons
+
+    base = make_tree(tmp_path / "base", "base", 200e-6, SENSITIVE)
+    head = make_tree(tmp_path / "head", "head", 200e-6, SENSITIVE)
+    run = measure(base, head, lambda r, _m: 6 - len(r.base), threshold=0.5)
+    name = "bench_small.py::test_sensitive"
+    assert name in run.benchmarks and len(run.benchmarks[name].base) == 6
+    assert run.process_sensitive == {name}
+    judged = {c.metric for c in micro_comparisons(run, AbConfig().micro_rule)}
+    assert judged and not any("test_sensitive" in m for m in judged)

@@ -227,7 +227,17 @@ def _calibrate_work(seconds: float) -> int:
 # ---------------------------------------------------------------- benchmarks
 
 
-@pytest.mark.parametrize("enabled", [True, False], ids=["enabled", "disabled"])
+# A disabled profiler's operation costs tens of nanoseconds: two processes of the same code
+# differ by more than ab's 15 % micro margin there (beside the noise generator, 2 of 15 runs
+# flagged one, improved or regressed). The in-process gate above holds it instead.
+DISABLED = pytest.param(
+    False,
+    id="disabled",
+    marks=pytest.mark.process_sensitive("a disabled profiler's operation: tens of ns"),
+)
+
+
+@pytest.mark.parametrize("enabled", [True, DISABLED], ids=["enabled", "disabled"])
 @pytest.mark.parametrize("op", list(PER_CALL))
 def test_bench_profiler(benchmark, quick, op, enabled):
     prof = _profiler(enabled)

@@ -2,6 +2,11 @@
 
 ``@pytest.mark.sizes("n", full=[...], quick=[...])`` parametrises ``n`` by the run mode: the full
 sweep by default (``pytest perf``), the quick subset under ``--quick`` (``make test``, CI).
+
+``@pytest.mark.process_sensitive("why")``: a benchmark whose time differs between two processes
+of the same code by more than ``calf-perf ab``'s micro margin (tens of nanoseconds an operation,
+where the process's memory layout and interpreter caches decide the cost). ab measures and
+reports it, and does not judge it; its in-process gate still holds it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ import pytest
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "sizes(name, full, quick): parametrise `name` by the perf run mode"
+    )
+    config.addinivalue_line(
+        "markers", "process_sensitive(why): calf-perf ab reports this benchmark, not judges it"
     )
 
 
