@@ -47,19 +47,25 @@ class _TrainingAgentField:
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
+        self.is_cert = name in ("s_cert", "a_cert", "q_cert")
+        self.nan_is_none = name == "last_q"
 
+    # The panel reads eight of these every frame. ``column.item(0)`` costs ~60 ns where
+    # ``column[0].item()`` costs ~450 ns (a numpy scalar made, then converted): with that and a
+    # np.isnan per read, bench_stats' cached panel frame went from 10 to 21 us.
     def __get__(self, controller: CALFController | None, owner: type | None = None) -> Any:
         if controller is None:
             return self
         agent = controller.training_agent
-        value = getattr(agent, self.name)[0]
-        if self.name in ("s_cert", "a_cert", "q_cert") and not agent.has_cert[0]:
+        if self.is_cert and not agent.has_cert[0]:
             return None
-        if self.name == "last_q" and np.isnan(value):
+        column = getattr(agent, self.name)
+        if column.ndim > 1:
+            return column[0].copy()
+        value = column.item(0)
+        if self.nan_is_none and value != value:  # NaN: no Q yet
             return None
-        if isinstance(value, np.ndarray):
-            return value.copy()
-        return value.item()
+        return value
 
     def __set__(self, controller: CALFController, value: Any) -> None:
         agent = controller.training_agent
