@@ -186,9 +186,15 @@ def cmd_sweep(a: argparse.Namespace) -> int:
 
 def cmd_soak(a: argparse.Namespace) -> int:
     from perf.leak import SETTLE_FRAMES, leak_slope
-    from perf.soak import frame_time_slope
+    from perf.soak import frame_time_slope, traced_frames, window_pacing
 
-    probe = [f"series={a.sample_every}", "frames=1", f"tracemalloc={a.sample_every // 10 or 1}"]
+    traced = traced_frames(a.frames)
+    probe = [
+        f"series={a.sample_every}",
+        "frames=1",
+        f"tracemalloc={a.sample_every // 10 or 1}",
+        f"trace_from={a.warmup + a.frames - traced}",
+    ]
     if a.churn:
         probe.append(f"churn={a.churn_every}")
     spec = RunSpec(
@@ -205,7 +211,10 @@ def cmd_soak(a: argparse.Namespace) -> int:
     print(f"soak: N={a.agents}, {a.frames} frames, churn={'on' if a.churn else 'off'}")
     record = run_once(spec)
     found = soak_findings(record["series"], a.warmup)
-    found.update(frame_time_slope([ms for ms, _ in record["probe"]["frames"]]))
+    # Pacing and the frame-time slope from the frames before tracing began (module perf.soak).
+    untraced = [ms for ms, _ in record["probe"]["frames"][: a.frames - traced]]
+    found.update(frame_time_slope(untraced))
+    found["pacing_untraced"] = window_pacing(untraced)
     found["leak_bytes_per_frame"] = leak_slope(record["probe"]["traced"], settle=SETTLE_FRAMES)
     targets = soak_targets(found)
     for s in record["series"]:
@@ -222,9 +231,10 @@ def cmd_soak(a: argparse.Namespace) -> int:
     print(
         f"frame time: median {found['frame_ms_median']:.2f} ms, slope "
         f"{found['frame_slope_ms_per_10k']:+.3f} ms per 10 000 frames "
-        f"({found['frame_slope_pct_per_10k']:+.1f} % of the median)"
+        f"({found['frame_slope_pct_per_10k']:+.1f} % of the median), over the "
+        f"{len(untraced)} untraced frames; the last {traced} ran traced for the leak slope"
     )
-    print(_pacing_line(record))
+    print(_pacing_line(found["pacing_untraced"]))
     print("targets:\n" + format_targets(targets))
     if a.json:
         _write_json(a.json, {"record": record, "findings": found, "targets": targets})

@@ -1,6 +1,11 @@
 """Soak findings: memory, scene-graph and frame-time drift over a long headless run with agent
 churn.
 
+The run has two windows: the frames are timed untraced, then the last ``traced_frames`` run
+under tracemalloc for the leak slope. Tracing the whole run made its timing about the tracer: a
+snapshot every 25 frames was a 200-350 ms hitch (381 frames over 50 ms in 10 000), and the
+frame-time slope of a late run with churn read +15 % per 10 000 frames.
+
 The frame-time slope is the Theil-Sen slope of the median frame time of each block of
 ``SLOPE_BLOCK`` frames against the block's frame number, in ms per 10 000 frames: a per-frame
 cost that grows with the frames so far (a list walked every frame, a cache never trimmed) shows
@@ -18,6 +23,7 @@ import numpy as np
 
 from perf.compare import target
 from perf.trend import theil_sen
+from visuals.running_stats import RunningStats
 
 RSS_DRIFT_LIMIT_PCT = 5.0
 SLOPE_BLOCK = 100  # frames per block median
@@ -26,6 +32,32 @@ SLOPE_LIMIT_PCT = 10.0  # of the median frame, per 10 000 frames
 # The slope is judged from 20 blocks (2000 frames) on: a short run's slope is the start-up
 # settling (the run writer's worker importing, the first evaluation), not a trend.
 SLOPE_MIN_BLOCKS = 20
+LEAK_WINDOW = 2000  # traced frames at the end of a long run (the leak gate traces 1000)
+
+
+def window_pacing(frame_ms: Sequence[float]) -> dict[str, float]:
+    """The pacing of a window of frames, in the keys of a run record's pacing (``frame_ms_p50``,
+    ``frame_ms_p99``, ``fps_1pct_low``, ``frame_ms_max``, ``hitches_*``), from the profiler's
+    own statistics."""
+    stats = RunningStats(window=1, alpha=0.0)
+    for ms in frame_ms:
+        stats.add(ms)
+    p = stats.pacing()
+    return {
+        "frame_ms_p50": p["p50_ms"],
+        "frame_ms_p99": p["p99_ms"],
+        "fps_1pct_low": 1000.0 / p["p99_ms"] if p["p99_ms"] else 0.0,
+        "frame_ms_max": p["max_ms"],
+        "hitches_4x_median": p["hitches_4x_median"],
+        "hitches_over_50ms": p["hitches_over_50ms"],
+    }
+
+
+def traced_frames(frames: int) -> int:
+    """How many of a soak's ``frames`` run traced at its end: ``LEAK_WINDOW``, or half of a
+    shorter run, leaving the 3 blocks a frame-time slope needs untraced (0 for a run too short
+    for both: the leak slope then says it has too few samples)."""
+    return max(0, min(LEAK_WINDOW, frames // 2, frames - 3 * SLOPE_BLOCK))
 
 
 def frame_time_slope(frame_ms: Sequence[float]) -> dict[str, float]:

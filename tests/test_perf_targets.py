@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from perf.compare import scale_targets, stage4_targets, summarize
-from perf.soak import frame_time_slope, soak_findings, soak_targets
+from perf.soak import (
+    frame_time_slope,
+    soak_findings,
+    soak_targets,
+    traced_frames,
+    window_pacing,
+)
 
 
 def row(fps: float, cpu: float, fwd: float, draws: float) -> dict[str, float]:
@@ -107,3 +113,16 @@ def test_the_frame_time_slope_recovers_a_steady_growth_through_noise_and_spikes(
     ms[rng.integers(0, frames.size, 40)] += 50.0 * base  # evaluations, load bursts
     found = frame_time_slope(ms)
     assert abs(found["frame_slope_ms_per_10k"] - slope) < 0.02 * base + 0.01
+
+
+@pytest.mark.parametrize(("frames", "traced"), [(10_000, 2000), (4000, 2000), (500, 200), (250, 0)])
+def test_a_soak_traces_its_last_frames_and_leaves_three_blocks_untraced(frames, traced):
+    assert traced_frames(frames) == traced
+
+
+def test_window_pacing_counts_the_hitches_of_its_frames_only():
+    ms = [10.0] * 990 + [300.0] * 10
+    p = window_pacing(ms)
+    assert p["frame_ms_max"] == 300.0 and p["hitches_over_50ms"] == 10.0
+    assert p["hitches_4x_median"] == 10.0 and 9.0 < p["frame_ms_p50"] < 11.0
+    assert window_pacing(ms[:990])["hitches_over_50ms"] == 0.0

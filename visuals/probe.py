@@ -17,9 +17,11 @@ perf-only knob, so the frame itself has none:
 - ``calls=F``: every F frames after the warm-up, count the Python work of one whole frame (its
   render and its update: function calls and lines executed, ``PythonWork``) by the stage doing
   it: a per-agent Python loop shows as a count that grows with N;
-- ``tracemalloc=F``: trace Python allocations from the end of the warm-up and, every F frames,
-  sum the traced bytes still held whose allocation site is not inside an installed package
-  (the leak slope of our own code; Ursina's and Panda3D's internal caches churn on their own);
+- ``tracemalloc=F``: trace Python allocations from the end of the warm-up (or from frame
+  ``trace_from=K``, if later) and, every F frames, sum the traced bytes still held whose
+  allocation site is not inside an installed package (the leak slope of our own code; Ursina's
+  and Panda3D's internal caches churn on their own). Tracing slows every allocation and each
+  snapshot takes a frame's worth of time or more: frames timed for pacing come before it;
 - ``inject=STAGE:MS``: MS milliseconds of busy work added to every run of STAGE (a known,
   behaviour-preserving slowdown, for the harness's calibration);
 - ``alone=K``: after the last frame, time K training steps back to back, the renderer idle
@@ -64,6 +66,7 @@ class ProbeConfig:
     work: bool = False
     calls: int = 0
     tracemalloc: int = 0
+    trace_from: int = 0
     alone: int = 0
     inject: tuple[str, float] | None = None
     serve: bool = False
@@ -151,7 +154,8 @@ class Probe:
             self._counter = None
         if cfg.work and i > cfg.warmup:
             self.work.append({"frame": i, "agents": len(app.agents), **app.meter.last})
-        if cfg.tracemalloc and i >= cfg.warmup and (i - cfg.warmup) % cfg.tracemalloc == 0:
+        start = max(cfg.warmup, cfg.trace_from)
+        if cfg.tracemalloc and i >= start and (i - start) % cfg.tracemalloc == 0:
             if not tracemalloc.is_tracing():
                 tracemalloc.start()
             self.traced.append((i, _own_traced_bytes()))
