@@ -216,7 +216,7 @@ def cmd_soak(a: argparse.Namespace) -> int:
     found.update(frame_time_slope(untraced))
     found["pacing_untraced"] = window_pacing(untraced)
     found["leak_bytes_per_frame"] = leak_slope(record["probe"]["traced"], settle=SETTLE_FRAMES)
-    targets = soak_targets(found)
+    targets = soak_targets(found, judge_slope=not a.churn)
     for s in record["series"]:
         print(
             f"  frame {s['frame']:>6}  rss {s['rss_mb']:7.1f} MB  nodes {s['nodes']:>5}  "
@@ -233,6 +233,7 @@ def cmd_soak(a: argparse.Namespace) -> int:
         f"{found['frame_slope_ms_per_10k']:+.3f} ms per 10 000 frames "
         f"({found['frame_slope_pct_per_10k']:+.1f} % of the median), over the "
         f"{len(untraced)} untraced frames; the last {traced} ran traced for the leak slope"
+        + ("; not judged: churn moves N, and the frame time with it" if a.churn else "")
     )
     print(_pacing_line(found["pacing_untraced"]))
     print("targets:\n" + format_targets(targets))

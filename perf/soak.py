@@ -2,9 +2,13 @@
 churn.
 
 The run has two windows: the frames are timed untraced, then the last ``traced_frames`` run
-under tracemalloc for the leak slope. Tracing the whole run made its timing about the tracer: a
-snapshot every 25 frames was a 200-350 ms hitch (381 frames over 50 ms in 10 000), and the
-frame-time slope of a late run with churn read +15 % per 10 000 frames.
+under tracemalloc for the leak slope. Tracing the whole run made its pacing about the tracer: a
+snapshot every 25 frames was a 200-350 ms hitch (381 frames over 50 ms in 10 000).
+
+The frame-time slope is judged only in a run whose agent count stays fixed: churn walks N at
+random and the frame time follows it (a late soak with churn read +16 % per 10 000 frames
+untraced while its mean N went from 20.5 in the first quarter to 27.6 in the last; with N as a
+covariate the trend was +6.7 %). With churn the slope is reported, not judged.
 
 The frame-time slope is the Theil-Sen slope of the median frame time of each block of
 ``SLOPE_BLOCK`` frames against the block's frame number, in ms per 10 000 frames: a per-frame
@@ -105,13 +109,15 @@ def soak_findings(series: list[dict[str, float]], warmup_frames: int) -> dict[st
     }
 
 
-def soak_targets(found: dict[str, Any]) -> list[dict[str, Any]]:
+def soak_targets(found: dict[str, Any], judge_slope: bool = True) -> list[dict[str, Any]]:
+    """RSS drift and scene nodes always; the frame-time slope from ``SLOPE_MIN_BLOCKS`` blocks
+    on, when ``judge_slope`` (no churn: module docstring)."""
     targets = [
         target("RSS drift after warm-up (%)", found["rss_drift_pct"], "<", RSS_DRIFT_LIMIT_PCT),
         target("scene nodes max - min after warm-up", found["nodes_max"] - found["nodes_min"],
                "<=", 0),
     ]  # fmt: skip
-    if found.get("slope_blocks", 0) >= SLOPE_MIN_BLOCKS:
+    if judge_slope and found.get("slope_blocks", 0) >= SLOPE_MIN_BLOCKS:
         targets.append(
             target(
                 "frame-time slope (% of the median frame per 10 000 frames)",

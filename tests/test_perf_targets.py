@@ -126,3 +126,10 @@ def test_window_pacing_counts_the_hitches_of_its_frames_only():
     assert p["frame_ms_max"] == 300.0 and p["hitches_over_50ms"] == 10.0
     assert p["hitches_4x_median"] == 10.0 and 9.0 < p["frame_ms_p50"] < 11.0
     assert window_pacing(ms[:990])["hitches_over_50ms"] == 0.0
+
+
+def test_the_frame_time_slope_is_judged_only_when_the_agent_count_stays_fixed():
+    found = {**soak_findings(series([540] * 8), warmup_frames=0), "slope_blocks": 80.0,
+             "frame_slope_pct_per_10k": 16.0}  # fmt: skip
+    assert [t["ok"] for t in soak_targets(found)] == [True, True, False]
+    assert [t["ok"] for t in soak_targets(found, judge_slope=False)] == [True, True]

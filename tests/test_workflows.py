@@ -204,7 +204,10 @@ def test_nightly_measures_the_false_alarm_rate_quiet_and_beside_noise():
         upload = next(s for s in steps(nightly, job) if "upload-artifact" in s.get("uses", ""))
         assert upload["with"]["path"] == f"trust-{setting}.json" and upload["if"] == "always()"
     assert "calf-perf selftest" in step_running(nightly, "selftest", "calf-perf")["run"]
-    assert "--churn --check" in step_running(nightly, "soak", "calf-perf")["run"]
+    # with churn (memory, scene) and at a fixed N (the frame-time slope, judged only there)
+    assert "--churn --check" in step_running(nightly, "soak", "--churn")["run"]
+    fixed = step_running(nightly, "soak", "--json soak-fixed.json")["run"]
+    assert "--check" in fixed and "--churn" not in fixed
 
 
 def test_benchmarks_are_history_never_a_gate():
