@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from perf.compare import target
+from perf.pacing import PacingSplit
 from perf.trend import theil_sen
-from visuals.running_stats import RunningStats
 
 RSS_DRIFT_LIMIT_PCT = 5.0
 SLOPE_BLOCK = 100  # frames per block median
@@ -36,24 +36,23 @@ SLOPE_LIMIT_PCT = 10.0  # of the median frame, per 10 000 frames
 # The slope is judged from 20 blocks (2000 frames) on: a short run's slope is the start-up
 # settling (the run writer's worker importing, the first evaluation), not a trend.
 SLOPE_MIN_BLOCKS = 20
+HITCH_FACTOR, HITCH_MS = 4.0, 50.0  # the profiler's hitches (visuals/running_stats.py)
 LEAK_WINDOW = 2000  # traced frames at the end of a long run (the leak gate traces 1000)
 
 
 def window_pacing(frame_ms: Sequence[float]) -> dict[str, float]:
     """The pacing of a window of frames, in the keys of a run record's pacing (``frame_ms_p50``,
-    ``frame_ms_p99``, ``fps_1pct_low``, ``frame_ms_max``, ``hitches_*``), from the profiler's
-    own statistics."""
-    stats = RunningStats(window=1, alpha=0.0)
-    for ms in frame_ms:
-        stats.add(ms)
-    p = stats.pacing()
+    ``frame_ms_p99``, ``fps_1pct_low``, ``frame_ms_max``, ``hitches_*``); hitches as the
+    profiler counts them (over 4x the median, over 50 ms)."""
+    split = PacingSplit.of(frame_ms)
+    ms = np.asarray(frame_ms, dtype=np.float64)
     return {
-        "frame_ms_p50": p["p50_ms"],
-        "frame_ms_p99": p["p99_ms"],
-        "fps_1pct_low": 1000.0 / p["p99_ms"] if p["p99_ms"] else 0.0,
-        "frame_ms_max": p["max_ms"],
-        "hitches_4x_median": p["hitches_4x_median"],
-        "hitches_over_50ms": p["hitches_over_50ms"],
+        "frame_ms_p50": split.p50_ms,
+        "frame_ms_p99": split.p99_ms,
+        "fps_1pct_low": 1000.0 / split.p99_ms if split.p99_ms else 0.0,
+        "frame_ms_max": split.max_ms,
+        "hitches_4x_median": float((ms > HITCH_FACTOR * split.p50_ms).sum()),
+        "hitches_over_50ms": float((ms > HITCH_MS).sum()),
     }
 
 
